@@ -1,0 +1,24 @@
+"""Error kinds that decide how a failure ends.
+
+UserError: the user can fix it (bad file, column, option, key); the CLI prints its one
+line and exits 2. RowError: one row failed; it is recorded with a reason and the run
+goes on. FatalLLMError: retrying cannot help (bad key, unknown model); the run stops
+with every finished row kept.
+"""
+
+
+class UserError(Exception):
+    """A mistake in input or options, reported as one line with exit code 2."""
+
+
+class FatalLLMError(UserError):
+    """The provider refuses every call (auth, unknown model, permission)."""
+
+
+class RowError(Exception):
+    """One row failed; `reason` is the short code stored on the rejected row."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

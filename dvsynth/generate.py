@@ -1,0 +1,113 @@
+"""The generation stage: seed -> DualView candidate, by render, call, parse.
+
+Reverse mode keeps the seed's instruction as view a and asks for the complementary
+instruction b under which the instruction negative becomes relevant. Bootstrap mode has
+no instruction and asks for both in one call. A refusal, an unreadable answer or a
+provider fault rejects the row with a reason; only a fatal provider error escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from dvsynth import __version__
+from dvsynth.answer_parsing import parse_answer
+from dvsynth.errors import RowError
+from dvsynth.llm.client import Completion, LLMClient
+from dvsynth.prompts import PromptTemplate
+from dvsynth.schema import DualView, Mode, Provenance, Seed, Usage, short_hash
+
+ANSWER_TAGS: dict[Mode, tuple[str, ...]] = {
+    "reverse": ("new_instruction",),
+    "bootstrap": ("instruction_a", "instruction_b"),
+}
+
+
+def seed_mode(seed: Seed, setting: str) -> Mode:
+    """auto: reverse where the seed has an instruction, bootstrap where it has none."""
+    if setting == "auto":
+        return "reverse" if seed.instruction else "bootstrap"
+    return "reverse" if setting == "reverse" else "bootstrap"
+
+
+@dataclass
+class Generator:
+    client: LLMClient
+    templates: Mapping[Mode, PromptTemplate]
+    mode_setting: str = "auto"
+
+    def pair_id(self, seed: Seed, mode: Mode) -> str:
+        """Stable per (seed, generator, prompt): reruns agree, runs with other models differ."""
+        return short_hash(seed.seed_id, self.client.model, self.templates[mode].sha256)
+
+    async def __call__(self, seed: Seed) -> DualView:
+        mode = seed_mode(seed, self.mode_setting)
+        template = self.templates[mode]
+        messages = template.render(
+            query=seed.query,
+            instruction=seed.instruction or "",
+            positive=seed.positive,
+            negative=seed.negative,
+            other_negatives=seed.other_negatives,
+        )
+        try:
+            completion = await self.client.complete(messages, answer_tags=ANSWER_TAGS[mode])
+        except RowError as exc:
+            return self._row(seed, mode, None, reasons=[exc.reason], error=exc.detail)
+        parsed = parse_answer(completion.text, ANSWER_TAGS[mode])
+        if parsed.refused:
+            return self._row(seed, mode, completion, reasons=["generator:none"])
+        if not parsed.ok or parsed.fields is None:
+            return self._row(seed, mode, completion, reasons=["generator:unparsable"])
+        if mode == "reverse":
+            instructions = (seed.instruction, parsed.fields["new_instruction"])
+        else:
+            instructions = (parsed.fields["instruction_a"], parsed.fields["instruction_b"])
+        return self._row(seed, mode, completion, instructions=instructions)
+
+    def _row(
+        self,
+        seed: Seed,
+        mode: Mode,
+        completion: Completion | None,
+        instructions: tuple[str | None, str | None] | None = None,
+        reasons: list[str] | None = None,
+        error: str | None = None,
+    ) -> DualView:
+        template = self.templates[mode]
+        params = self.client.params
+        provenance = Provenance(
+            generator_model=self.client.model,
+            prompt_name=template.name,
+            prompt_sha256=template.sha256,
+            sampling={k: params.get(k) for k in ("temperature", "max_tokens", "seed")},
+            dvsynth_version=__version__,
+            usage=Usage(
+                prompt_tokens=completion.prompt_tokens if completion else 0,
+                completion_tokens=completion.completion_tokens if completion else 0,
+            ),
+            cost_usd=completion.cost_usd if completion else 0.0,
+            cached=completion.cached if completion else False,
+            latency_s=completion.latency_s if completion else 0.0,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        instruction_a, instruction_b = instructions or (seed.instruction, None)
+        return DualView(
+            pair_id=self.pair_id(seed, mode),
+            seed_id=seed.seed_id,
+            query=seed.query,
+            instruction_a=instruction_a,
+            doc_a=seed.positive,
+            instruction_b=instruction_b,
+            doc_b=seed.negative,
+            other_negatives=seed.other_negatives,
+            mode=mode,
+            status="rejected" if reasons else "kept",
+            reasons=reasons or [],
+            stages=["generate"],
+            raw_response=completion.text if completion else None,
+            error=error,
+            provenance=provenance,
+        )

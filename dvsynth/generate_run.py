@@ -1,0 +1,141 @@
+"""`dvsynth generate` as a library call: config in, a finished (or resumed) run directory out.
+
+Wires the parts together: the prompt templates, the LLM client (checked before any
+row), the run store (created, or resumed when the identity matches), the seed reader,
+and the pipeline. Progress and printing are the caller's business, through callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from dvsynth import __version__
+from dvsynth.config import GenerateConfig, identity_hash
+from dvsynth.errors import UserError
+from dvsynth.generate import Generator
+from dvsynth.llm.client import LLMClient
+from dvsynth.pipeline import RunStats, run_stage
+from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
+from dvsynth.redact import redact
+from dvsynth.schema import DualView, Mode, SeedError
+from dvsynth.seeds import SeedReader, describe_source, estimate_total
+from dvsynth.store import RunStore
+
+
+@dataclass
+class PreparedRun:
+    config: GenerateConfig
+    run_dir: Path
+    templates: dict[Mode, PromptTemplate]
+    manifest: dict[str, Any]
+
+
+def _versions() -> dict[str, str]:
+    found = {"dvsynth": __version__, "python": platform.python_version()}
+    for package in ("litellm", "datasets", "pydantic", "llama-cpp-python"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def load_templates(config: GenerateConfig) -> dict[Mode, PromptTemplate]:
+    """The template of each mode; `--prompt FILE` replaces the template of the run's mode."""
+    templates: dict[Mode, PromptTemplate] = {
+        mode: load_template(name)
+        for mode, name in DEFAULT_PROMPTS.items()  # type: ignore[misc]
+    }
+    if config.prompt:
+        if config.mode == "auto":
+            raise UserError(
+                "--prompt: also give --mode reverse or --mode bootstrap, "
+                "so it is clear which prompt the file replaces"
+            )
+        templates[config.mode] = load_template(config.prompt)
+    return templates
+
+
+def prepare_run(config: GenerateConfig) -> PreparedRun:
+    """Resolve everything that defines the run, without touching the disk or the network."""
+    templates = load_templates(config)
+    used = [config.mode] if config.mode != "auto" else list(templates)
+    hashes = {f"{mode}:{templates[mode].name}": templates[mode].sha256 for mode in used}
+    identity = config.identity(hashes)
+    manifest = {
+        "dvsynth_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "identity": identity,
+        "identity_sha256": identity_hash(identity),
+        "config": {
+            **config.model_dump(mode="json", exclude={"out"}),
+            "api_base": redact(config.api_base) if config.api_base else None,
+        },
+        "prompts": {templates[m].name: templates[m].sha256 for m in used},
+        "seed_source": describe_source(config.seeds),
+        "versions": _versions(),
+    }
+    return PreparedRun(config, config.run_dir(identity), templates, manifest)
+
+
+def generate_run(
+    config: GenerateConfig,
+    *,
+    on_row: Callable[[DualView, RunStats], None] | None = None,
+    on_bad_seed: Callable[[SeedError], None] | None = None,
+    on_start: Callable[[PreparedRun, int | None], None] | None = None,
+    client: LLMClient | None = None,
+) -> tuple[PreparedRun, RunStats]:
+    """Generate (or resume) a run; returns the prepared run and what this call did."""
+    prepared = prepare_run(config)
+    if client is None:
+        client = LLMClient(
+            config.model,
+            api_base=config.api_base,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            seed=config.sampling_seed,
+            concurrency=config.concurrency,
+            timeout=config.timeout,
+            max_retries=config.max_retries,
+        )
+    client.check()
+    reader = SeedReader(
+        config.seeds,
+        config.seed_format,
+        config.mapping,
+        config.split,
+        require_instruction=config.mode == "reverse",
+    )
+    reader.check()
+    store = RunStore.open(prepared.run_dir, prepared.manifest)
+    client.cache = store
+    if on_start:
+        total = estimate_total(config.seeds)
+        on_start(
+            prepared, min(total, config.limit) if total and config.limit else total or config.limit
+        )
+    try:
+        stats = asyncio.run(
+            run_stage(
+                reader,
+                Generator(client, prepared.templates, config.mode),
+                store,
+                concurrency=config.concurrency,
+                limit=config.limit,
+                strict=config.strict,
+                on_row=on_row,
+                on_bad_seed=on_bad_seed,
+            )
+        )
+    finally:
+        store.close()
+    stats.filtered = reader.filtered
+    return prepared, stats

@@ -1,0 +1,126 @@
+"""Runs a stage over a seed stream with bounded concurrency, committing rows as they finish.
+
+The stream is consumed lazily: at most `concurrency` rows are in flight, so memory does
+not grow with the seed count. Rows already in the store are skipped, which is all that
+resuming takes. The pipeline knows nothing of files, terminals or the CLI: it reports
+each finished row to a callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from dvsynth.errors import UserError
+from dvsynth.schema import DualView, Seed, SeedError
+from dvsynth.store import RunStore
+
+
+@dataclass
+class RunStats:
+    """What one invocation did; the store holds the totals across invocations."""
+
+    seeds_seen: int = 0
+    already_done: int = 0
+    duplicates: int = 0
+    bad_seeds: int = 0
+    filtered: int = 0  # rows the adapter skipped on purpose (no instruction negative)
+    kept: int = 0
+    rejected: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: int = 0  # rows whose provider price litellm does not know
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def done_now(self) -> int:
+        return self.kept + self.rejected
+
+    def add(self, row: DualView) -> None:
+        if row.status == "kept":
+            self.kept += 1
+        else:
+            self.rejected += 1
+            self.reasons.update(row.reasons)
+        prov = row.provenance
+        if prov.cached:
+            self.cached_calls += 1
+            return  # a cached answer costs nothing this time
+        self.prompt_tokens += prov.usage.prompt_tokens
+        self.completion_tokens += prov.usage.completion_tokens
+        if prov.cost_usd is None:
+            self.cost_unknown += 1
+        else:
+            self.cost_usd += prov.cost_usd
+
+
+Stage = Callable[[Seed], Awaitable[DualView]]
+
+
+async def run_stage(
+    seeds: Iterable[Seed | SeedError],
+    stage: Stage,
+    store: RunStore,
+    *,
+    concurrency: int,
+    limit: int | None = None,
+    strict: bool = False,
+    on_row: Callable[[DualView, RunStats], None] | None = None,
+    on_bad_seed: Callable[[SeedError], None] | None = None,
+) -> RunStats:
+    """Apply `stage` to every seed not yet in `store`; return what this invocation did."""
+    stats = RunStats()
+    in_flight: dict[asyncio.Task[DualView], tuple[str, int]] = {}
+    claimed: set[str] = set()
+
+    async def drain(wait_for: int) -> None:
+        """Store finished rows until fewer than `wait_for` tasks are in flight."""
+        while len(in_flight) >= wait_for and in_flight:
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                seed_id, ordinal = in_flight.pop(task)
+                row = task.result()  # a fatal error propagates from here
+                store.put_row(row, ordinal)
+                claimed.discard(seed_id)
+                stats.add(row)
+                if on_row:
+                    on_row(row, stats)
+
+    try:
+        for item in seeds:
+            if isinstance(item, SeedError):
+                store.put_seed_error(item)
+                stats.bad_seeds += 1
+                if strict:
+                    raise UserError(f"{item.location}: {item.reason} (--strict)")
+                if on_bad_seed:
+                    on_bad_seed(item)
+                continue
+            if limit is not None and stats.seeds_seen >= limit:
+                break
+            ordinal = stats.seeds_seen
+            stats.seeds_seen += 1
+            if item.seed_id in claimed:
+                stats.duplicates += 1
+                continue
+            if store.has_row(item.seed_id):
+                stats.already_done += 1
+                continue
+            claimed.add(item.seed_id)
+            in_flight[asyncio.ensure_future(stage(item))] = (item.seed_id, ordinal)
+            await drain(concurrency)
+        await drain(1)
+    finally:
+        # On a fatal error or interrupt, keep what finished; abandon the rest cleanly.
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+            for task, result in zip(list(in_flight), results, strict=True):
+                if isinstance(result, DualView):
+                    store.put_row(result, in_flight[task][1])
+    return stats

@@ -1,0 +1,58 @@
+"""Versioned Jinja prompt templates, identified by name and the sha256 of their source.
+
+The hash goes on every row, so a dataset says exactly which prompt wrote it, and a run
+directory refuses to mix rows written by two different prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from dvsynth.errors import UserError
+
+PROMPT_DIR = Path(__file__).parent
+#: The template each mode uses unless `--prompt FILE` says otherwise.
+DEFAULT_PROMPTS = {"reverse": "reverse.v1", "bootstrap": "bootstrap.v1"}
+
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    source: str
+    sha256: str
+    _template: jinja2.Template = field(repr=False, compare=False)
+
+    def render(self, **variables: Any) -> list[dict[str, str]]:
+        """The chat messages for one call (a single user turn: every chat model takes it)."""
+        return [{"role": "user", "content": self._template.render(**variables).strip()}]
+
+
+def load_template(name_or_path: str) -> PromptTemplate:
+    """A bundled template by name (`reverse.v1`) or a user's template file."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        bundled = PROMPT_DIR / f"{name_or_path}.jinja"
+        if not bundled.is_file():
+            known = ", ".join(sorted(p.stem for p in PROMPT_DIR.glob("*.jinja")))
+            raise UserError(f"--prompt: {name_or_path}: no such file or bundled prompt ({known})")
+        path = bundled
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--prompt: {path}: cannot read ({exc})") from None
+    try:
+        template = _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"--prompt: {path}:{exc.lineno}: template error: {exc.message}") from None
+    name = path.name.removesuffix(".jinja")
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    return PromptTemplate(name=name, source=source, sha256=digest, _template=template)

@@ -1,0 +1,160 @@
+"""The run directory: `manifest.json` plus one SQLite database (WAL) with rows and cache.
+
+Each finished row and each LLM response is committed by its own statement, so a kill
+at any instant loses at most the calls in flight. SQLite in WAL mode with
+synchronous=NORMAL survives a killed process (not a power cut), costs one fsync per
+checkpoint rather than per row, and lets `stats` read while `generate` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dvsynth.errors import UserError
+from dvsynth.schema import DualView, SeedError
+
+MANIFEST = "manifest.json"
+DATABASE = "dvsynth.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    seed_id TEXT PRIMARY KEY,
+    ordinal INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    record TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seed_errors (
+    location TEXT PRIMARY KEY,
+    reason TEXT NOT NULL
+);
+"""
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunStore:
+    """Rows, cached responses and bad-seed reports of one run directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._db = sqlite3.connect(self.run_dir / DATABASE, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, run_dir: Path, manifest: dict[str, Any]) -> RunStore:
+        """Create the run, or resume it if its manifest has the same identity; else refuse."""
+        run_dir = Path(run_dir)
+        path = run_dir / MANIFEST
+        if path.exists():
+            existing = read_manifest(run_dir)
+            if existing.get("identity_sha256") != manifest["identity_sha256"]:
+                changed = _changed_keys(existing.get("identity", {}), manifest["identity"])
+                raise UserError(
+                    f"{run_dir}: this run was made with different settings ({changed}); "
+                    "rerun with the original settings to resume, or choose another --out"
+                )
+        else:
+            if run_dir.exists() and not run_dir.is_dir():
+                raise UserError(f"--out {run_dir}: exists and is not a folder")
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                raise UserError(f"--out {run_dir}: folder is not empty and holds no dvsynth run")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, manifest)
+        return cls(run_dir)
+
+    @classmethod
+    def open_existing(cls, run_dir: Path) -> RunStore:
+        read_manifest(run_dir)
+        return cls(run_dir)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ rows
+
+    def has_row(self, seed_id: str) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM rows WHERE seed_id = ?", (seed_id,)).fetchone()
+            is not None
+        )
+
+    def put_row(self, row: DualView, ordinal: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (row.seed_id, ordinal, row.status, row.model_dump_json(), time.time()),
+        )
+
+    def iter_rows(self) -> Iterator[DualView]:
+        cursor = self._db.execute("SELECT record FROM rows ORDER BY ordinal, seed_id")
+        for (record,) in cursor:
+            yield DualView.model_validate_json(record)
+
+    def max_ordinal(self) -> int:
+        value = self._db.execute("SELECT MAX(ordinal) FROM rows").fetchone()[0]
+        return -1 if value is None else int(value)
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(
+            self._db.execute("SELECT status, COUNT(*) FROM rows GROUP BY status").fetchall()
+        )
+
+    # ------------------------------------------------------------------ cache
+
+    def get_response(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_response(self, key: str, value: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+    # ------------------------------------------------------------------ bad seeds
+
+    def put_seed_error(self, error: SeedError) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO seed_errors (location, reason) VALUES (?, ?)",
+            (error.location, error.reason),
+        )
+
+    def seed_errors(self) -> list[SeedError]:
+        rows = self._db.execute("SELECT location, reason FROM seed_errors ORDER BY rowid")
+        return [SeedError(location=loc, reason=reason) for loc, reason in rows]
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a dvsynth run directory (no {MANIFEST})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupt manifest ({exc.msg})") from None
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if k != "prompts"]
+    if "prompts" in keys:
+        parts.append("prompt template changed")
+    return "; ".join(parts) or "manifest differs"

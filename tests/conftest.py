@@ -1,0 +1,59 @@
+"""Shared fixtures: the fake OpenAI-compatible server and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fake_llm_server import FakeLLMServer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MSMARCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-1743"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def fake_server():
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `dvsynth ARGS` in this process through the real entry point; return its exit."""
+    from dvsynth.cli import main
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["dvsynth", *map(str, args)])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    """The committed rows of a run directory, straight from its SQLite file."""
+    with sqlite3.connect(run_dir / "dvsynth.sqlite") as db:
+        return [json.loads(r) for (r,) in db.execute("SELECT record FROM rows ORDER BY ordinal")]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path

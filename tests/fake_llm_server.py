@@ -1,0 +1,193 @@
+"""A deterministic OpenAI-compatible chat server on 127.0.0.1, for tests and benchmarks.
+
+It answers dvsynth's prompts the way a well-behaved generator would, derived from the
+query so that every run gets the same answers, and it counts requests per query so a
+test can prove a resumed run never repeats a finished row's call. Markers in a query
+select other behaviour: `[none]` refuses, `[garbage]` answers unparsably, `[fence]`
+answers inside a code fence without closing tags, `[error500]` fails with HTTP 500.
+
+Run standalone for benchmarks: `python -m tests.fake_llm_server --latency 0.5`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+_QUERY = re.compile(r"<query>(.*?)</query>", re.DOTALL)
+
+
+def answer_for(prompt: str) -> tuple[int, str]:
+    """(HTTP status, completion text) for one prompt; a pure function of the prompt."""
+    match = _QUERY.search(prompt)
+    query = match.group(1).strip() if match else ""
+    bootstrap = "<instruction_a>" in prompt
+    if "[error500]" in query:
+        return 500, "internal error"
+    if "[none]" in query:
+        return 200, "Step 1: the passages do not differ objectively.\n<answer>None</answer>"
+    if "[garbage]" in query:
+        return 200, "I think the passages are both fine and I will not use tags."
+    tag = hashlib.sha256(query.encode()).hexdigest()[:6]
+    if bootstrap:
+        body = (
+            f"<instruction_a>Only sources of type {tag}-A about this, nothing else."
+            f"</instruction_a><instruction_b>I need the {tag}-B perspective instead."
+            "</instruction_b>"
+        )
+    else:
+        body = (
+            f"<new_instruction>Focus on the {tag} angle and leave out general overviews."
+            "</new_instruction>"
+        )
+    if "[fence]" in query:
+        return 200, "```xml\n<answer>" + body.split("</")[0] + "\n```"
+    return 200, f"1. Profile: passages differ.\n2. Lever: {tag}.\n<answer>{body}</answer>"
+
+
+class FakeLLMServer:
+    """The server, run on its own event loop in a daemon thread (or in the foreground)."""
+
+    def __init__(self, latency: float = 0.0, require_key: str | None = None) -> None:
+        self.latency = latency
+        self.require_key = require_key
+        self.requests_by_query: Counter[str] = Counter()
+        self.total_requests = 0
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        if self.require_key is not None:
+            if request.headers.get("Authorization", "") != f"Bearer {self.require_key}":
+                return web.json_response(
+                    {
+                        "error": {
+                            "message": "Incorrect API key provided",
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                        }
+                    },
+                    status=401,
+                )
+        payload = await request.json()
+        prompt = "\n".join(str(m.get("content", "")) for m in payload.get("messages", []))
+        match = _QUERY.search(prompt)
+        with self._lock:
+            self.total_requests += 1
+            self.requests_by_query[match.group(1).strip() if match else ""] += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        status, text = answer_for(prompt)
+        if status != 200:
+            return web.json_response(
+                {"error": {"message": text, "type": "server_error"}}, status=status
+            )
+        prompt_tokens = max(1, len(prompt) // 4)
+        completion_tokens = max(1, len(text) // 4)
+        return web.json_response(
+            {
+                "id": "chatcmpl-" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": payload.get("model", "fake"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response(
+                {"total": self.total_requests, "by_query": dict(self.requests_by_query)}
+            )
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/chat/completions", self._chat)
+        app.router.add_get("/stats", self._stats)
+        return app
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _start(self, port: int) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        # A burst of hundreds of new connections needs a listen backlog to match.
+        site = web.TCPSite(self._runner, "127.0.0.1", port, backlog=4096)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, port: int = 0) -> FakeLLMServer:
+        """Start in a background thread; returns once the port is bound."""
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start(port))
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="fake-llm-server").start()
+        if not ready.wait(10):
+            raise RuntimeError("fake LLM server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def __enter__(self) -> FakeLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeLLMServer(latency=args.latency).start(args.port)
+    print(json.dumps({"api_base": server.api_base}), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The embedded model, for real: SmolLM2-135M through llama.cpp as litellm's `local/` provider."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import read_rows
+
+pytest.importorskip("llama_cpp", reason="the embedded model needs dvsynth[local]")
+
+
+@pytest.mark.slow
+def test_bundled_model_generates_two_sample_seeds(run_cli, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("generate", "--limit", "2", "--out", out, "--quiet")
+    assert result.code == 0, result.err
+    rows = read_rows(out)
+    assert len(rows) == 2
+    for row in rows:
+        prov = row["provenance"]
+        assert prov["generator_model"] == "local/smollm2"
+        assert prov["usage"]["prompt_tokens"] > 200 and prov["usage"]["completion_tokens"] > 0
+        assert prov["cost_usd"] == 0.0  # local inference is free, and known to be
+        # Constrained decoding always ends in an answer block the parser can judge.
+        assert "<answer>" in row["raw_response"]
+        if row["status"] == "kept":
+            assert row["instruction_b"]
+        else:
+            assert row["reasons"][0] in ("generator:none", "generator:unparsable")
+    # Rerun: both rows are finished, the model is not called again.
+    again = run_cli("generate", "--limit", "2", "--out", out, "--quiet")
+    assert again.code == 0 and "0 new" in again.out
