@@ -30,7 +30,9 @@ def readme_commands() -> tuple[str, str]:
     return setup, test
 
 
-def timed(command: str, cwd: Path, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+def timed(
+    command: str, cwd: Path, env: dict[str, str]
+) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
     done = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True)
     return time.perf_counter() - started, done
@@ -58,8 +60,9 @@ def main() -> None:
         report["install_s"] = round(seconds, 1)
         if done.returncode:
             raise SystemExit(f"install failed:\n{done.stderr[-3000:]}")
-        seconds, done = timed(f". .venv/bin/activate && /usr/bin/time -f 'RSS_KB %M' {run}",
-                              clone, env)
+        seconds, done = timed(
+            f". .venv/bin/activate && /usr/bin/time -f 'RSS_KB %M' {run}", clone, env
+        )
         report["default_run_s"] = round(seconds, 1)
         rss = re.search(r"RSS_KB (\d+)", done.stderr)
         report["default_run_peak_rss_mib"] = round(int(rss.group(1)) / 1024) if rss else None

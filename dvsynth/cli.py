@@ -49,12 +49,13 @@ def _root(
 @app.command()
 def generate(
     seeds: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Seeds: .jsonl/.parquet/.csv file, a local HF dataset folder, or a Hub id. "
-            "Default: the bundled sample."
+            "Default: the bundled sample (48 seeds, both modes).",
+            show_default=False,
         ),
-    ] = str(BUNDLED_SAMPLE),
+    ] = None,
     model: Annotated[
         str,
         typer.Option(
@@ -114,7 +115,7 @@ def generate(
         raise UserError(f"--format: '{seed_format}' is not one of auto, promptriever, triples")
     local = model.startswith("local/")
     config = GenerateConfig(
-        seeds=seeds,
+        seeds=seeds or str(BUNDLED_SAMPLE),
         seed_format=seed_format,
         mapping=parse_mapping(map_),
         split=split,

@@ -154,3 +154,34 @@ def test_bundled_sample_covers_both_modes_and_all_levers():
         "methodology",
         "exclusion",
     }
+
+
+def test_folder_of_data_files_streams_through_load_dataset(tmp_path):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    rows = [{"query": f"q{i}", "positive": "p", "negative": "n"} for i in range(3)]
+    write_jsonl(folder / "train.jsonl", rows)
+    seeds, errors = read(folder)
+    assert errors == [] and [s.query for s in seeds] == ["q0", "q1", "q2"]
+
+
+def test_hub_id_is_streamed_with_the_split(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, split=None, streaming=False, **kwargs):
+        calls.append((path, split, streaming))
+        return iter([{"query": "from the hub", "positive": "p", "negative": "n"}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    seeds, errors = read("some-org/some-seeds", split="dev")
+    assert calls == [("some-org/some-seeds", "dev", True)]
+    assert seeds[0].query == "from the hub" and errors == []
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(UserError, match="some-org/x: cannot open Hugging Face Hub dataset"):
+        read("some-org/x")
