@@ -101,6 +101,10 @@ def generate(
         str | None,
         typer.Option(help="A Jinja template file replacing the bundled prompt of --mode."),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(help="i/N: take only the seeds whose id hashes to i mod N (0-based)."),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per LLM call.", min=1)] = 300.0,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad seed row.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or warnings.")] = False,
@@ -130,6 +134,7 @@ def generate(
         timeout=timeout,
         strict=strict,
         out=out,
+        shard=shard,
     )
     reporter = GenerateReporter(quiet=quiet, total=limit)
     with reporter:

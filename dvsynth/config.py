@@ -35,6 +35,7 @@ class GenerateConfig(BaseModel):
     sampling_seed: int | None = 0
     prompt: str | None = None  # a template file that replaces the mode's bundled prompt
     limit: int | None = Field(None, ge=1)
+    shard: str | None = None  # "i/N": this run takes the seeds whose id hashes to i mod N
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(300.0, gt=0)
     max_retries: int = Field(2, ge=0)
@@ -54,6 +55,7 @@ class GenerateConfig(BaseModel):
             "max_tokens": self.max_tokens,
             "sampling_seed": self.sampling_seed,
             "prompts": dict(sorted(prompt_hashes.items())),
+            "shard": self.shard,
         }
 
     def run_dir(self, identity: dict[str, Any]) -> Path:
@@ -62,7 +64,8 @@ class GenerateConfig(BaseModel):
             return self.out
         stem = Path(str(identity["seeds"])).name.split(".")[0] or "seeds"
         model = self.model.rsplit("/", 1)[-1]
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stem}-{model}").strip("-")
+        shard = f"-shard{self.shard.replace('/', 'of')}" if self.shard else ""
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stem}-{model}{shard}").strip("-")
         return DEFAULT_RUNS_DIR / f"{slug}-{identity_hash(identity)[:8]}"
 
 

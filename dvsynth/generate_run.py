@@ -26,6 +26,7 @@ from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
 from dvsynth.redact import redact
 from dvsynth.schema import DualView, Mode, SeedError
 from dvsynth.seeds import SeedReader, describe_source, estimate_total
+from dvsynth.shards import parse_shard, select_shard
 from dvsynth.store import RunStore
 
 
@@ -65,6 +66,7 @@ def load_templates(config: GenerateConfig) -> dict[Mode, PromptTemplate]:
 
 def prepare_run(config: GenerateConfig) -> PreparedRun:
     """Resolve everything that defines the run, without touching the disk or the network."""
+    parse_shard(config.shard)  # a bad --shard fails before anything else
     templates = load_templates(config)
     used = [config.mode] if config.mode != "auto" else list(templates)
     hashes = {f"{mode}:{templates[mode].name}": templates[mode].sha256 for mode in used}
@@ -117,15 +119,18 @@ def generate_run(
     reader.check()
     store = RunStore.open(prepared.run_dir, prepared.manifest)
     client.cache = store
+    shard = parse_shard(config.shard)
     if on_start:
         total = estimate_total(config.seeds)
-        on_start(
-            prepared, min(total, config.limit) if total and config.limit else total or config.limit
-        )
+        if total is not None and shard is not None:
+            total = -(-total // shard.count)  # about 1/N of the rows
+        if total is not None and config.limit is not None:
+            total = min(total, config.limit)
+        on_start(prepared, total if total is not None else config.limit)
     try:
         stats = asyncio.run(
             run_stage(
-                reader,
+                select_shard(reader, shard),
                 Generator(client, prepared.templates, config.mode),
                 store,
                 concurrency=config.concurrency,

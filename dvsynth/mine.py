@@ -184,6 +184,9 @@ def mine_seeds(options: MineOptions) -> MineReport:
             "positive": [passage_text(doc) for _, _, doc in pairs],
         }
     )
+    if not options.verbose:
+        # sentence-transformers shows encode progress bars unconditionally; tqdm obeys this.
+        os.environ["TQDM_DISABLE"] = "1"
     model = load_embedder(options.model)
     mined = mine_hard_negatives(
         dataset,

@@ -1,0 +1,31 @@
+"""Several run directories (shards, or runs with different generators) read as one.
+
+Later stages (validate, stats, export) take `RUN...`; they see one stream of rows, in a
+stable order, with a pair seen twice (the same run given twice) kept once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from dvsynth.errors import UserError
+from dvsynth.schema import DualView
+from dvsynth.store import RunStore
+
+
+def iter_runs(run_dirs: Sequence[Path]) -> Iterator[DualView]:
+    """Every row of every run, run by run; a folder that is not a run is a UserError."""
+    if not run_dirs:
+        raise UserError("give at least one run directory")
+    stores = [RunStore.open_existing(Path(d)) for d in run_dirs]  # all checked before reading
+    seen: set[str] = set()
+    try:
+        for store in stores:
+            for row in store.iter_rows():
+                if row.pair_id not in seen:
+                    seen.add(row.pair_id)
+                    yield row
+    finally:
+        for store in stores:
+            store.close()
