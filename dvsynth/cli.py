@@ -105,7 +105,18 @@ def generate(
         str | None,
         typer.Option(help="i/N: take only the seeds whose id hashes to i mod N (0-based)."),
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds per LLM call.", min=1)] = 300.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per LLM call.", min=0.1)] = 300.0,
+    max_retries: Annotated[
+        int, typer.Option(help="Retries of a transient fault (429, 5xx, timeout).", min=0)
+    ] = 4,
+    rpm: Annotated[
+        float | None, typer.Option(help="Requests per minute, at most.", min=0.001)
+    ] = None,
+    tpm: Annotated[float | None, typer.Option(help="Tokens per minute, at most.", min=1)] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(help="Stop cleanly once the run has cost this many USD.", min=0.0001),
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad seed row.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar or warnings.")] = False,
 ) -> None:
@@ -132,6 +143,10 @@ def generate(
         limit=limit,
         concurrency=concurrency or (1 if local else 16),
         timeout=timeout,
+        max_retries=max_retries,
+        rpm=rpm,
+        tpm=tpm,
+        max_cost=max_cost,
         strict=strict,
         out=out,
         shard=shard,

@@ -38,7 +38,10 @@ class GenerateConfig(BaseModel):
     shard: str | None = None  # "i/N": this run takes the seeds whose id hashes to i mod N
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(300.0, gt=0)
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Field(4, ge=0)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0)
     strict: bool = False
     out: Path | None = None
 

@@ -56,6 +56,9 @@ class Generator:
             completion = await self.client.complete(messages, answer_tags=ANSWER_TAGS[mode])
         except RowError as exc:
             return self._row(seed, mode, None, reasons=[exc.reason], error=exc.detail)
+        if completion.finish_reason == "length" and "</answer>" not in completion.text.lower():
+            # Cut off by the token budget: whatever follows <answer> may be half a sentence.
+            return self._row(seed, mode, completion, reasons=["generator:truncated"])
         parsed = parse_answer(completion.text, ANSWER_TAGS[mode])
         if parsed.refused:
             return self._row(seed, mode, completion, reasons=["generator:none"])

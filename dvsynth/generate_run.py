@@ -107,6 +107,8 @@ def generate_run(
             concurrency=config.concurrency,
             timeout=config.timeout,
             max_retries=config.max_retries,
+            rpm=config.rpm,
+            tpm=config.tpm,
         )
     client.check()
     reader = SeedReader(
@@ -136,6 +138,7 @@ def generate_run(
                 concurrency=config.concurrency,
                 limit=config.limit,
                 strict=config.strict,
+                max_cost=config.max_cost,
                 on_row=on_row,
                 on_bad_seed=on_bad_seed,
             )

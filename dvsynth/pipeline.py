@@ -34,6 +34,7 @@ class RunStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cost_unknown: int = 0  # rows whose provider price litellm does not know
+    stopped_by_cost: bool = False  # --max-cost reached: no new rows were started
     reasons: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -69,11 +70,13 @@ async def run_stage(
     concurrency: int,
     limit: int | None = None,
     strict: bool = False,
+    max_cost: float | None = None,
     on_row: Callable[[DualView, RunStats], None] | None = None,
     on_bad_seed: Callable[[SeedError], None] | None = None,
 ) -> RunStats:
     """Apply `stage` to every seed not yet in `store`; return what this invocation did."""
     stats = RunStats()
+    spent_before = store.total_cost() if max_cost is not None else 0.0
     in_flight: dict[asyncio.Task[DualView], tuple[str, int]] = {}
     claimed: set[str] = set()
 
@@ -101,6 +104,9 @@ async def run_stage(
                     on_bad_seed(item)
                 continue
             if limit is not None and stats.seeds_seen >= limit:
+                break
+            if max_cost is not None and spent_before + stats.cost_usd >= max_cost:
+                stats.stopped_by_cost = True
                 break
             ordinal = stats.seeds_seen
             stats.seeds_seen += 1

@@ -110,6 +110,8 @@ class GenerateReporter:
             store.close()
         kept, rejected = totals.get("kept", 0), totals.get("rejected", 0)
         if self.quiet:
+            if stats.stopped_by_cost:
+                self.out.print("stopped: --max-cost reached", highlight=False)
             self.out.print(
                 f"{prepared.run_dir}: {kept} kept, {rejected} rejected "
                 f"({stats.done_now} new in {elapsed:.1f}s)",
@@ -143,6 +145,8 @@ class GenerateReporter:
             "tokens", f"{stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion"
         )
         table.add_row("cost", format_cost(stats.cost_usd, stats.cost_unknown))
+        if stats.stopped_by_cost:
+            table.add_row("stopped", "--max-cost reached; rerun with a higher cap to go on")
         rate = stats.done_now / elapsed if elapsed > 0 else 0.0
         table.add_row("time", f"{elapsed:.1f}s ({rate:.2f} rows/s)")
         self.out.print(table)

@@ -113,6 +113,14 @@ class RunStore:
         value = self._db.execute("SELECT MAX(ordinal) FROM rows").fetchone()[0]
         return -1 if value is None else int(value)
 
+    def total_cost(self) -> float:
+        """USD paid for this run's rows so far (cached answers were paid once, earlier)."""
+        value = self._db.execute(
+            "SELECT SUM(json_extract(record, '$.provenance.cost_usd')) FROM rows "
+            "WHERE json_extract(record, '$.provenance.cached') = 0"
+        ).fetchone()[0]
+        return float(value or 0.0)
+
     def status_counts(self) -> dict[str, int]:
         return dict(
             self._db.execute("SELECT status, COUNT(*) FROM rows GROUP BY status").fetchall()

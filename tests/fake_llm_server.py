@@ -6,6 +6,15 @@ test can prove a resumed run never repeats a finished row's call. Markers in a q
 select other behaviour: `[none]` refuses, `[garbage]` answers unparsably, `[fence]`
 answers inside a code fence without closing tags, `[error500]` fails with HTTP 500.
 
+Faults can be injected on a chosen share of queries (`faults={"429": 0.1, ...}`): the
+fault is picked from a hash of the query, so it is the same in every run, and hits the
+first `fault_attempts` attempts of that query, after which the query succeeds; so a
+client that retries correctly ends with exactly the rows of a fault-free run.
+Kinds: `slow` (answers after `slow_s`), `429` (with Retry-After), `500`, `hang` (never
+answers within `hang_s`), `drop` (closes the connection), `malformed` (invalid JSON),
+and `truncated` (a valid reply cut short with finish_reason "length", on every attempt).
+Every request is logged with its time, attempt number and fault.
+
 Run standalone for benchmarks: `python -m tests.fake_llm_server --latency 0.5`.
 """
 
@@ -19,6 +28,7 @@ import re
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -54,12 +64,53 @@ def answer_for(prompt: str) -> tuple[int, str]:
     return 200, f"1. Profile: passages differ.\n2. Lever: {tag}.\n<answer>{body}</answer>"
 
 
+FAULT_KINDS = ("slow", "429", "500", "hang", "drop", "malformed", "truncated")
+
+
+def fault_for(query: str, faults: dict[str, float]) -> str | None:
+    """The fault a query gets: a stable draw from its hash against the cumulative shares."""
+    draw = int(hashlib.sha256(f"fault:{query}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    edge = 0.0
+    for kind in FAULT_KINDS:
+        edge += faults.get(kind, 0.0)
+        if draw < edge:
+            return kind
+    return None
+
+
+@dataclass
+class LoggedRequest:
+    at: float
+    query: str
+    attempt: int
+    fault: str | None
+    status: int
+
+
 class FakeLLMServer:
     """The server, run on its own event loop in a daemon thread (or in the foreground)."""
 
-    def __init__(self, latency: float = 0.0, require_key: str | None = None) -> None:
+    def __init__(
+        self,
+        latency: float = 0.0,
+        require_key: str | None = None,
+        faults: dict[str, float] | None = None,
+        fault_attempts: int = 2,
+        retry_after_s: int = 1,
+        slow_s: float = 0.3,
+        hang_s: float = 30.0,
+    ) -> None:
         self.latency = latency
         self.require_key = require_key
+        self.faults = faults or {}
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {unknown}")
+        self.fault_attempts = fault_attempts
+        self.retry_after_s = retry_after_s
+        self.slow_s = slow_s
+        self.hang_s = hang_s
+        self.log: list[LoggedRequest] = []
         self.requests_by_query: Counter[str] = Counter()
         self.total_requests = 0
         self.port: int | None = None
@@ -85,16 +136,43 @@ class FakeLLMServer:
         payload = await request.json()
         prompt = "\n".join(str(m.get("content", "")) for m in payload.get("messages", []))
         match = _QUERY.search(prompt)
+        query = match.group(1).strip() if match else ""
         with self._lock:
             self.total_requests += 1
-            self.requests_by_query[match.group(1).strip() if match else ""] += 1
+            self.requests_by_query[query] += 1
+            attempt = self.requests_by_query[query]
+        fault = fault_for(query, self.faults) if self.faults else None
+        if fault is not None and fault != "truncated" and attempt > self.fault_attempts:
+            fault = None
+        status, text = answer_for(prompt)
+        if fault in ("429", "500"):
+            status = int(fault)
+        self._log(query, attempt, fault, status)
         if self.latency:
             await asyncio.sleep(self.latency)
-        status, text = answer_for(prompt)
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+        elif fault == "hang":
+            await asyncio.sleep(self.hang_s)
+        elif fault == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=200)
+        elif fault == "malformed":
+            return web.Response(text='{"id": "x", "choices": [', content_type="application/json")
+        elif fault == "429":
+            return web.json_response(
+                {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}},
+                status=429,
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
         if status != 200:
             return web.json_response(
                 {"error": {"message": text, "type": "server_error"}}, status=status
             )
+        finish_reason = "stop"
+        if fault == "truncated":
+            text, finish_reason = text[: len(text) * 2 // 3], "length"
         prompt_tokens = max(1, len(prompt) // 4)
         completion_tokens = max(1, len(text) // 4)
         return web.json_response(
@@ -106,7 +184,7 @@ class FakeLLMServer:
                 "choices": [
                     {
                         "index": 0,
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                         "message": {"role": "assistant", "content": text},
                     }
                 ],
@@ -117,6 +195,10 @@ class FakeLLMServer:
                 },
             }
         )
+
+    def _log(self, query: str, attempt: int, fault: str | None, status: int) -> None:
+        with self._lock:
+            self.log.append(LoggedRequest(time.monotonic(), query, attempt, fault, status))
 
     async def _stats(self, request: web.Request) -> web.Response:
         with self._lock:
@@ -180,8 +262,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=SHARE",
+        help=f"inject a fault on a share of queries; kinds: {FAULT_KINDS}",
+    )
     args = parser.parse_args()
-    server = FakeLLMServer(latency=args.latency).start(args.port)
+    faults = {k: float(v) for k, v in (f.split("=") for f in args.fault)}
+    server = FakeLLMServer(latency=args.latency, faults=faults).start(args.port)
     print(json.dumps({"api_base": server.api_base}), flush=True)
     try:
         threading.Event().wait()

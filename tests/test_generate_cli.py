@@ -70,6 +70,8 @@ def gen_args(server, seeds, out, *extra):
         "--out",
         out,
         "--quiet",
+        "--max-retries",
+        "1",
         *extra,
     ]
 

@@ -13,13 +13,17 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 # litellm fetches its price table over the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # noqa: E402
+
 from dvsynth.errors import FatalLLMError, RowError, UserError  # noqa: E402
+from dvsynth.llm.limits import RateLimits  # noqa: E402
+from dvsynth.llm.retry import error_kind, wait_retry_after_or_backoff  # noqa: E402
 from dvsynth.redact import redact  # noqa: E402
 
 LOCAL_PREFIX = "local/"
@@ -32,7 +36,16 @@ class Completion:
     completion_tokens: int
     cost_usd: float | None
     latency_s: float
+    finish_reason: str | None = None
     cached: bool = False
+
+
+class MalformedResponse(Exception):
+    """The provider answered, but not with a completion (garbled or empty body)."""
+
+
+class CallTimeout(TimeoutError):
+    """No answer within --timeout."""
 
 
 class ResponseCache(Protocol):
@@ -67,7 +80,11 @@ class LLMClient:
         seed: int | None = 0,
         concurrency: int = 8,
         timeout: float = 300.0,
-        max_retries: int = 2,
+        max_retries: int = 4,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
         cache: ResponseCache | None = None,
     ) -> None:
         self.model = model
@@ -79,6 +96,8 @@ class LLMClient:
         }
         self.timeout = timeout
         self.max_retries = max_retries
+        self.limits = RateLimits(rpm=rpm, tpm=tpm, max_tokens=max_tokens)
+        self._wait = wait_retry_after_or_backoff(backoff_initial_s, backoff_max_s)
         self.cache = cache
         self._semaphore = asyncio.Semaphore(concurrency)
         self._litellm = _litellm()
@@ -123,19 +142,45 @@ class LLMClient:
             hit = self.cache.get_response(key)
             if hit is not None:
                 return Completion(**{**hit, "cached": True})
+        estimate = self.limits.estimate(messages) if self.limits.active else 0
         async with self._semaphore:
             started = time.perf_counter()
-            response = await self._call(messages, extra)
-            latency = time.perf_counter() - started
-        completion = self._to_completion(response, latency)
+            completion = await self._call_with_retries(messages, extra, estimate)
+            completion = replace(completion, latency_s=round(time.perf_counter() - started, 4))
+        if self.limits.active:
+            await self.limits.settle(
+                estimate, completion.prompt_tokens, completion.completion_tokens
+            )
         if self.cache is not None:
             self.cache.put_response(
                 key, {k: v for k, v in asdict(completion).items() if k != "cached"}
             )
         return completion
 
+    async def _call_with_retries(
+        self, messages: list[dict[str, str]], extra: dict[str, Any], estimate: int
+    ) -> Completion:
+        """Retry transient faults (backoff, Retry-After); sort the last error into row or fatal."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(lambda exc: error_kind(exc) == "transient"),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self.limits.acquire(estimate)
+                    return self._to_completion(await self._call(messages, extra))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {redact(_short(exc))}"
+            if error_kind(exc) == "fatal":
+                raise FatalLLMError(f"--model {self.model}: {message}") from None
+            raise RowError(f"llm:{type(exc).__name__}", message) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
     async def _call(self, messages: list[dict[str, str]], extra: dict[str, Any]) -> Any:
-        litellm = self._litellm
+        """One request, no retries of its own (litellm's and the OpenAI SDK's are off)."""
         kwargs: dict[str, Any] = dict(self.params)
         if extra:
             kwargs["extra_body"] = extra
@@ -143,37 +188,35 @@ class LLMClient:
             kwargs["api_base"] = self.api_base
             if not self.is_local:
                 kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
+        call = self._litellm.acompletion(
+            model=self.model,
+            messages=messages,
+            timeout=self.timeout,
+            num_retries=0,
+            max_retries=0,
+            **kwargs,
+        )
+        if self.is_local:
+            return await call  # a llama.cpp call cannot be interrupted; it has no timeout
         try:
-            return await litellm.acompletion(
-                model=self.model,
-                messages=messages,
-                timeout=self.timeout,
-                num_retries=self.max_retries,
-                **kwargs,
-            )
-        except (
-            litellm.AuthenticationError,
-            litellm.PermissionDeniedError,
-            litellm.NotFoundError,
-        ) as exc:
-            raise FatalLLMError(
-                f"--model {self.model}: {type(exc).__name__}: {redact(_short(exc))}"
-            ) from None
-        except Exception as exc:  # any other provider fault is one row's fault
-            raise RowError(f"llm:{type(exc).__name__}", redact(_short(exc))) from None
+            return await asyncio.wait_for(call, self.timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
 
-    def _to_completion(self, response: Any, latency: float) -> Completion:
+    def _to_completion(self, response: Any) -> Completion:
         try:
-            text = response.choices[0].message.content or ""
+            choice = response.choices[0]
+            text = choice.message.content or ""
         except (AttributeError, IndexError, TypeError):
-            raise RowError("llm:malformed_response", "no choices[0].message.content") from None
+            raise MalformedResponse("no choices[0].message.content in the response") from None
         usage = getattr(response, "usage", None)
         return Completion(
             text=text,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             cost_usd=self._cost(response),
-            latency_s=round(latency, 4),
+            latency_s=0.0,
+            finish_reason=getattr(choice, "finish_reason", None),
         )
 
     def _cost(self, response: Any) -> float | None:
