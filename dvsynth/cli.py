@@ -158,6 +158,7 @@ def generate(
             on_row=reporter.on_row,
             on_bad_seed=reporter.on_bad_seed,
             on_start=reporter.on_start,
+            on_notice=reporter.on_notice,
         )
     reporter.summary(prepared, stats)
 

@@ -8,13 +8,14 @@ provider fault rejects the row with a reason; only a fatal provider error escape
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from dvsynth import __version__
 from dvsynth.answer_parsing import parse_answer
-from dvsynth.errors import RowError
+from dvsynth.errors import RowError, UserError
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import PromptTemplate
 from dvsynth.schema import DualView, Mode, Provenance, Seed, Usage, short_hash
@@ -43,6 +44,19 @@ class Generator:
         return short_hash(seed.seed_id, self.client.model, self.templates[mode].sha256)
 
     async def __call__(self, seed: Seed) -> DualView:
+        """One row; an unexpected fault rejects it (`internal:<Error>`) instead of the run."""
+        try:
+            return await self._generate(seed)
+        except (UserError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            mode = seed_mode(seed, self.mode_setting)
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            return self._row(
+                seed, mode, None, reasons=[f"internal:{type(exc).__name__}"], error=detail
+            )
+
+    async def _generate(self, seed: Seed) -> DualView:
         mode = seed_mode(seed, self.mode_setting)
         template = self.templates[mode]
         messages = template.render(

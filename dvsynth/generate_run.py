@@ -93,6 +93,7 @@ def generate_run(
     on_row: Callable[[DualView, RunStats], None] | None = None,
     on_bad_seed: Callable[[SeedError], None] | None = None,
     on_start: Callable[[PreparedRun, int | None], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
     client: LLMClient | None = None,
 ) -> tuple[PreparedRun, RunStats]:
     """Generate (or resume) a run; returns the prepared run and what this call did."""
@@ -111,6 +112,11 @@ def generate_run(
             tpm=config.tpm,
         )
     client.check()
+    if config.max_cost is not None and not client.price_known() and on_notice:
+        on_notice(
+            f"--max-cost: litellm has no price for {config.model}; its cost shows as unknown "
+            "and cannot be capped"
+        )
     reader = SeedReader(
         config.seeds,
         config.seed_format,

@@ -89,6 +89,10 @@ class GenerateReporter:
             rate=f"{stats.done_now / elapsed:.1f}",
         )
 
+    def on_notice(self, message: str) -> None:
+        """A warning the user should see even with --quiet: it changes what the run means."""
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
     def on_bad_seed(self, error: SeedError) -> None:
         self.warnings += 1
         if not self.quiet and self.warnings <= MAX_WARNINGS:

@@ -111,6 +111,8 @@ class FakeLLMServer:
         self.slow_s = slow_s
         self.hang_s = hang_s
         self.log: list[LoggedRequest] = []
+        self.first_at: float | None = None  # first request in, last response out (monotonic)
+        self.last_done_at: float | None = None
         self.requests_by_query: Counter[str] = Counter()
         self.total_requests = 0
         self.port: int | None = None
@@ -141,6 +143,8 @@ class FakeLLMServer:
             self.total_requests += 1
             self.requests_by_query[query] += 1
             attempt = self.requests_by_query[query]
+            if self.first_at is None:
+                self.first_at = time.monotonic()
         fault = fault_for(query, self.faults) if self.faults else None
         if fault is not None and fault != "truncated" and attempt > self.fault_attempts:
             fault = None
@@ -175,6 +179,7 @@ class FakeLLMServer:
             text, finish_reason = text[: len(text) * 2 // 3], "length"
         prompt_tokens = max(1, len(prompt) // 4)
         completion_tokens = max(1, len(text) // 4)
+        self.last_done_at = time.monotonic()
         return web.json_response(
             {
                 "id": "chatcmpl-" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
@@ -200,10 +205,25 @@ class FakeLLMServer:
         with self._lock:
             self.log.append(LoggedRequest(time.monotonic(), query, attempt, fault, status))
 
+    async def _reset(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.log.clear()
+            self.requests_by_query.clear()
+            self.total_requests = 0
+            self.first_at = self.last_done_at = None
+        return web.json_response({"ok": True})
+
     async def _stats(self, request: web.Request) -> web.Response:
         with self._lock:
+            busy = None
+            if self.first_at is not None and self.last_done_at is not None:
+                busy = self.last_done_at - self.first_at
             return web.json_response(
-                {"total": self.total_requests, "by_query": dict(self.requests_by_query)}
+                {
+                    "total": self.total_requests,
+                    "busy_s": busy,
+                    "by_query": dict(self.requests_by_query),
+                }
             )
 
     def app(self) -> web.Application:
@@ -211,6 +231,7 @@ class FakeLLMServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/stats", self._stats)
+        app.router.add_post("/reset", self._reset)
         return app
 
     # ------------------------------------------------------------------ lifecycle

@@ -263,3 +263,22 @@ def test_default_run_dir_is_derived_from_the_settings(fake_server, run_cli, tmp_
     assert run_cli(*args, "--temperature", "0.3").code == 0
     runs = sorted(p.name for p in (tmp_path / "dvsynth-runs").iterdir())
     assert len(runs) == 2 and all(r.startswith("triples-fake-") for r in runs)
+
+
+def test_prompt_with_an_unknown_variable_fails_before_any_row(fake_server, run_cli, tmp_path):
+    prompt = tmp_path / "typo.jinja"
+    prompt.write_text("Reverse <query>{{ querry }}</query>")
+    result = run_cli(
+        *gen_args(
+            fake_server,
+            FIXTURES / "triples.jsonl",
+            tmp_path / "run",
+            "--mode",
+            "reverse",
+            "--prompt",
+            prompt,
+        )
+    )
+    assert result.code == 2
+    assert "'querry' is undefined" in result.err and "Traceback" not in result.err
+    assert fake_server.total_requests == 0

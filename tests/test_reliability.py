@@ -217,3 +217,26 @@ def test_error_kinds_and_retry_after_parsing():
     assert error_kind(window) == "row"
     assert error_kind(TimeoutError()) == "transient"
     assert error_kind(ValueError("odd")) == "row"
+
+
+def test_max_cost_warns_when_the_price_is_unknown(run_cli, fake_server, tmp_path):
+    seeds = storm_seeds(tmp_path / "seeds.jsonl")
+    result = run_cli(
+        "generate",
+        "--seeds",
+        str(seeds),
+        "--model",
+        "openai/not-a-priced-model",
+        "--api-base",
+        fake_server.api_base,
+        "--out",
+        str(tmp_path / "run"),
+        "--limit",
+        "2",
+        "--max-cost",
+        "1",
+        "--quiet",
+    )
+    assert result.code == 0
+    assert "no price for openai/not-a-priced-model" in result.err
+    assert "cost" in result.err and "cannot be capped" in result.err

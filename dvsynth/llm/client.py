@@ -99,6 +99,7 @@ class LLMClient:
         self.limits = RateLimits(rpm=rpm, tpm=tpm, max_tokens=max_tokens)
         self._wait = wait_retry_after_or_backoff(backoff_initial_s, backoff_max_s)
         self.cache = cache
+        self._price_known: bool | None = None
         self._semaphore = asyncio.Semaphore(concurrency)
         self._litellm = _litellm()
         if model.startswith(LOCAL_PREFIX):
@@ -127,6 +128,16 @@ class LLMClient:
         missing = litellm.validate_environment(self.model).get("missing_keys") or []
         if missing:
             raise UserError(f"--model {self.model}: missing API key, set {', '.join(missing)}")
+
+    def price_known(self) -> bool:
+        """Whether litellm's price table has this model (else cost shows as unknown)."""
+        if self.is_local:
+            return True
+        try:
+            info = self._litellm.get_model_info(self.model)
+        except Exception:
+            return False
+        return bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
 
     @property
     def is_local(self) -> bool:
@@ -220,13 +231,24 @@ class LLMClient:
         )
 
     def _cost(self, response: Any) -> float | None:
-        """The provider's price for this call, or None when litellm has no price for it."""
+        """The provider's price for this call, or None when litellm has no price for it.
+
+        litellm already priced the response while logging it; reuse that figure rather
+        than pay for a second lookup on every call.
+        """
         if self.is_local:
             return 0.0
-        try:
-            return float(self._litellm.completion_cost(completion_response=response))
-        except Exception:
+        if self._price_known is None:
+            self._price_known = self.price_known()
+        if not self._price_known:
             return None
+        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if cost is None:
+            try:
+                cost = self._litellm.completion_cost(completion_response=response)
+            except Exception:
+                return None
+        return float(cost)
 
 
 def _short(exc: Exception, limit: int = 300) -> str:

@@ -55,4 +55,22 @@ def load_template(name_or_path: str) -> PromptTemplate:
         raise UserError(f"--prompt: {path}:{exc.lineno}: template error: {exc.message}") from None
     name = path.name.removesuffix(".jinja")
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
-    return PromptTemplate(name=name, source=source, sha256=digest, _template=template)
+    prompt = PromptTemplate(name=name, source=source, sha256=digest, _template=template)
+    _check_renders(prompt, path)
+    return prompt
+
+
+def _check_renders(prompt: PromptTemplate, path: Path) -> None:
+    """Render once with a sample seed, so a template error fails before the first row."""
+    from dvsynth.schema import Doc
+
+    sample = Doc(doc_id="sample", title="Title", text="Text.")
+    try:
+        prompt.render(
+            query="q", instruction="i", positive=sample, negative=sample, other_negatives=[sample]
+        )
+    except jinja2.TemplateError as exc:
+        raise UserError(
+            f"--prompt: {path}: template error: {exc}; the variables are query, "
+            "instruction, positive, negative, other_negatives"
+        ) from None

@@ -1,0 +1,258 @@
+"""Throughput of `dvsynth generate` against a server with a fixed 500 ms latency.
+
+The project's fake OpenAI-compatible server (tests/fake_llm_server.py) runs in its own
+process with --latency 0.5 and no faults. For each concurrency C and each client, N
+prompts are sent (the exact bootstrap prompts dvsynth renders for N msmarco seeds):
+
+  * dvsynth:  `dvsynth generate --concurrency C` (litellm's OpenAI client path);
+  * raw:      benchmarks/raw_client.py, a bare aiohttp client (the practical ceiling);
+  * curator:  benchmarks/curator_client.py, bespokelabs-curator in /work/curator-venv.
+
+Achieved requests/s is measured by the server (first request in to last response out),
+so process start-up is excluded; the ideal is C / 0.5 s. CPU seconds per request and
+peak RSS come from GNU time on the client process; for dvsynth the CPU of a 1-seed run
+(start-up: imports, manifest) is subtracted. Medians of --repeats runs.
+`--rss-sizes` then runs dvsynth alone over larger seed counts to check memory stays flat.
+
+    python benchmarks/throughput.py [--n 5000] [--concurrency 32 128 512] [--repeats 3]
+        [--clients dvsynth raw curator] [--rss-sizes 10000 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.generate_scale import OUT, mine  # noqa: E402
+
+LATENCY_S = 0.5
+CURATOR_PYTHON = Path("/work/curator-venv/bin/python")
+
+
+def make_inputs(n: int, work: Path) -> tuple[Path, Path]:
+    """N unique seeds cycled from the mined msmarco seeds, and the prompts dvsynth sends."""
+    from dvsynth.prompts import load_template
+    from dvsynth.seeds import SeedReader
+
+    source = OUT / "msmarco-1743-seeds.jsonl"
+    mine(source)
+    base = [json.loads(line) for line in source.open(encoding="utf-8")]
+    template = load_template("bootstrap.v1")
+    seeds_path, prompts_path = work / f"seeds-{n}.jsonl", work / f"prompts-{n}.jsonl"
+    with seeds_path.open("w", encoding="utf-8") as seeds:
+        for i in range(n):
+            row = dict(base[i % len(base)])
+            row["id"] = f"{row['id']}-{i}"
+            row["query"] = f"{row['query']} [{i}]"
+            seeds.write(json.dumps(row) + "\n")
+    with prompts_path.open("w", encoding="utf-8") as prompts:
+        for seed in SeedReader(str(seeds_path)):
+            [message] = template.render(
+                query=seed.query,
+                instruction="",
+                positive=seed.positive,
+                negative=seed.negative,
+                other_negatives=seed.other_negatives,
+            )
+            prompts.write(json.dumps({"id": seed.seed_id, "prompt": message["content"]}) + "\n")
+    return seeds_path, prompts_path
+
+
+class Server:
+    def __init__(self, latency: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_llm_server", "--latency", str(latency)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.api_base = json.loads(self.proc.stdout.readline())["api_base"]
+        self.root = self.api_base.rsplit("/v1", 1)[0]
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(self.root + "/reset", method="POST"))
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(self.root + "/stats") as response:
+            data = json.loads(response.read())
+        data.pop("by_query", None)
+        return data
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def gnu_time(command: list[str]) -> dict:
+    """Run a command under GNU time: wall, CPU (user+sys) seconds, max RSS in MiB."""
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "TIME %e %U %S %M", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{command[:3]} failed: {done.stderr[-2000:]}")
+    line = [ln for ln in done.stderr.splitlines() if ln.startswith("TIME ")][-1]
+    wall, user, system, rss_kb = line.split()[1:]
+    return {
+        "wall_s": float(wall),
+        "cpu_s": float(user) + float(system),
+        "rss_mib": int(rss_kb) / 1024,
+        "stdout": done.stdout,
+    }
+
+
+def client_command(
+    client: str,
+    seeds: Path,
+    prompts: Path,
+    server: Server,
+    c: int,
+    out: Path,
+    limit: int | None = None,
+) -> list[str]:
+    if client == "dvsynth":
+        command = [
+            sys.executable,
+            "-m",
+            "dvsynth.cli",
+            "generate",
+            "--seeds",
+            str(seeds),
+            "--mode",
+            "bootstrap",
+            "--model",
+            "openai/fake-model",
+            "--api-base",
+            server.api_base,
+            "--concurrency",
+            str(c),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+        return command + (["--limit", str(limit)] if limit else [])
+    if client == "raw":
+        return [
+            sys.executable,
+            "benchmarks/raw_client.py",
+            "--prompts",
+            str(prompts),
+            "--api-base",
+            server.api_base,
+            "--concurrency",
+            str(c),
+        ]
+    return [
+        str(CURATOR_PYTHON),
+        "benchmarks/curator_client.py",
+        "--prompts",
+        str(prompts),
+        "--api-base",
+        server.api_base,
+        "--concurrency",
+        str(c),
+    ]
+
+
+def measure(client: str, seeds: Path, prompts: Path, server: Server, c: int, n: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="dvsynth-tp-"))
+    try:
+        server.reset()
+        timing = gnu_time(client_command(client, seeds, prompts, server, c, work / "run"))
+        stats = server.stats()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if stats["total"] < n:
+        raise RuntimeError(f"{client} sent {stats['total']} of {n} requests")
+    return {
+        "rps": stats["total"] / stats["busy_s"],
+        "cpu_s": timing["cpu_s"],
+        "rss_mib": timing["rss_mib"],
+        "wall_s": timing["wall_s"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[32, 128, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clients", nargs="+", default=["dvsynth", "raw", "curator"])
+    parser.add_argument("--rss-sizes", type=int, nargs="*", default=[])
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="dvsynth-tp-inputs-"))
+    server = Server(LATENCY_S)
+    report: dict = {"n": args.n, "latency_s": LATENCY_S, "runs": [], "rss": []}
+    try:
+        seeds, prompts = make_inputs(args.n, work)
+        startup_dir = work / "startup"
+        server.reset()
+        startup = gnu_time(client_command("dvsynth", seeds, prompts, server, 1, startup_dir, 1))
+        report["dvsynth_startup_cpu_s"] = startup["cpu_s"]
+        for c in args.concurrency:
+            for client in args.clients:
+                samples = [
+                    measure(client, seeds, prompts, server, c, args.n) for _ in range(args.repeats)
+                ]
+                cpu = statistics.median(s["cpu_s"] for s in samples)
+                if client == "dvsynth":
+                    cpu -= startup["cpu_s"]
+                rps = statistics.median(s["rps"] for s in samples)
+                row = {
+                    "client": client,
+                    "concurrency": c,
+                    "median_rps": round(rps, 1),
+                    "ideal_rps": c / LATENCY_S,
+                    "ratio_to_ideal": round(rps * LATENCY_S / c, 3),
+                    "cpu_ms_per_request": round(1000 * cpu / args.n, 3),
+                    "peak_rss_mib": round(max(s["rss_mib"] for s in samples), 1),
+                    "samples_rps": [round(s["rps"], 1) for s in samples],
+                }
+                report["runs"].append(row)
+                print(json.dumps(row), flush=True)
+        for size in args.rss_sizes:
+            big_seeds, big_prompts = make_inputs(size, work)
+            sample = measure("dvsynth", big_seeds, big_prompts, server, 512, size)
+            row = {
+                "seeds": size,
+                "peak_rss_mib": round(sample["rss_mib"], 1),
+                "median_rps": round(sample["rps"], 1),
+            }
+            report["rss"].append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        (OUT / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    by = {(r["client"], r["concurrency"]): r for r in report["runs"]}
+    print("\n| C | client | req/s (median) | / ideal | CPU ms/req | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    for r in report["runs"]:
+        print(
+            f"| {r['concurrency']} | {r['client']} | {r['median_rps']} | "
+            f"{r['ratio_to_ideal']} | {r['cpu_ms_per_request']} | {r['peak_rss_mib']} |"
+        )
+    for c in args.concurrency:
+        ours = by.get(("dvsynth", c))
+        for ref in ("raw", "curator"):
+            if ours and by.get((ref, c)):
+                ratio = ours["median_rps"] / by[(ref, c)]["median_rps"]
+                print(f"C={c}: dvsynth / {ref} = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
