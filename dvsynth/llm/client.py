@@ -18,6 +18,10 @@ from typing import Any, Protocol
 
 # litellm fetches its price table over the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# litellm caps its aiohttp pool at 500 connections per host, read once at import; past
+# that, calls queue inside litellm (and log a warning each). --concurrency is the cap.
+os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT", "65536")
+os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", "0")
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # noqa: E402
 
