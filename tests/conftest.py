@@ -54,6 +54,14 @@ def read_rows(run_dir: Path) -> list[dict]:
         return [json.loads(r) for (r,) in db.execute("SELECT record FROM rows ORDER BY ordinal")]
 
 
+def comparable_rows(rows: list[dict]) -> list[dict]:
+    """Rows without what differs between two identical runs (time, latency, cache), by seed."""
+    for row in rows:
+        for key in ("created_at", "latency_s", "cached"):
+            row["provenance"].pop(key)
+    return sorted(rows, key=lambda r: r["seed_id"])
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

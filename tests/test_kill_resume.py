@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import read_rows, write_jsonl
+from tests.conftest import comparable_rows, read_rows, write_jsonl
 from tests.fake_llm_server import FakeLLMServer
 
 N_SEEDS = 120
@@ -58,13 +58,6 @@ def _row_count(out) -> int:
         return 0
 
 
-def _comparable(rows):
-    for row in rows:
-        for key in ("created_at", "latency_s", "cached"):
-            row["provenance"].pop(key)
-    return rows
-
-
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     seeds = _seeds(tmp_path / "seeds.jsonl")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -77,7 +70,7 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
             timeout=300,
         )
         assert done.returncode == 0, done.stderr
-    reference = _comparable(read_rows(tmp_path / "whole"))
+    reference = comparable_rows(read_rows(tmp_path / "whole"))
     assert len(reference) == N_SEEDS
 
     out = tmp_path / "killed"
@@ -103,6 +96,6 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
             assert server.requests_by_query[query] == 1, query
         assert server.total_requests <= N_SEEDS + 4  # at most the calls in flight repeat
 
-    resumed = _comparable(read_rows(out))
+    resumed = comparable_rows(read_rows(out))
     assert resumed == reference
     assert len({r["seed_id"] for r in resumed}) == N_SEEDS  # nothing duplicated

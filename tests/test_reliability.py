@@ -13,7 +13,7 @@ import pytest
 
 from dvsynth.llm.limits import RateLimits
 from dvsynth.llm.retry import error_kind, retry_after_seconds
-from tests.conftest import read_rows, write_jsonl
+from tests.conftest import comparable_rows, read_rows, write_jsonl
 from tests.fake_llm_server import FakeLLMServer, answer_for, fault_for
 
 STORM = {
@@ -114,7 +114,7 @@ def test_sigkill_in_the_storm_then_rerun_matches_an_uninterrupted_run(run_cli, t
     seeds = storm_seeds(tmp_path / "seeds.jsonl")
     with storm_server() as server:
         assert run_cli(*storm_args(server, seeds, tmp_path / "whole")).code == 0
-    reference = _comparable(read_rows(tmp_path / "whole"))
+    reference = comparable_rows(read_rows(tmp_path / "whole"))
 
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -137,7 +137,7 @@ def test_sigkill_in_the_storm_then_rerun_matches_an_uninterrupted_run(run_cli, t
         assert rerun.returncode == 0, rerun.stderr
         for query in finished:  # no finished row was asked for again
             assert server.requests_by_query[query] == calls_before[query]
-    assert _comparable(read_rows(out)) == reference
+    assert comparable_rows(read_rows(out)) == reference
 
 
 def _rows_or_empty(out):
@@ -145,13 +145,6 @@ def _rows_or_empty(out):
         return read_rows(out)
     except Exception:
         return []
-
-
-def _comparable(rows):
-    for row in rows:
-        for key in ("created_at", "latency_s", "cached"):
-            row["provenance"].pop(key)
-    return sorted(rows, key=lambda r: r["seed_id"])
 
 
 def test_max_cost_stops_cleanly_and_a_higher_cap_resumes(run_cli, fake_server, tmp_path):
