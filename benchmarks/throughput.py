@@ -144,20 +144,14 @@ def client_command(
             "--quiet",
         ]
         return command + (["--limit", str(limit)] if limit else [])
-    if client == "raw":
-        return [
-            sys.executable,
-            "benchmarks/raw_client.py",
-            "--prompts",
-            str(prompts),
-            "--api-base",
-            server.api_base,
-            "--concurrency",
-            str(c),
-        ]
+    python, script = (
+        (sys.executable, "benchmarks/raw_client.py")
+        if client == "raw"
+        else (str(CURATOR_PYTHON), "benchmarks/curator_client.py")
+    )
     return [
-        str(CURATOR_PYTHON),
-        "benchmarks/curator_client.py",
+        python,
+        script,
         "--prompts",
         str(prompts),
         "--api-base",

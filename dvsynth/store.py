@@ -109,10 +109,6 @@ class RunStore:
         for (record,) in cursor:
             yield DualView.model_validate_json(record)
 
-    def max_ordinal(self) -> int:
-        value = self._db.execute("SELECT MAX(ordinal) FROM rows").fetchone()[0]
-        return -1 if value is None else int(value)
-
     def total_cost(self) -> float:
         """USD paid for this run's rows so far (cached answers were paid once, earlier)."""
         value = self._db.execute(

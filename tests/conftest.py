@@ -48,6 +48,23 @@ def run_cli(monkeypatch, capsys):
     return run
 
 
+def generate_args(server, seeds, out, *extra, model: str = "openai/fake") -> list[str]:
+    """`dvsynth generate` arguments for a run against the fake server, quiet."""
+    return [
+        "generate",
+        "--seeds",
+        str(seeds),
+        "--model",
+        model,
+        "--api-base",
+        server.api_base,
+        "--out",
+        str(out),
+        "--quiet",
+        *map(str, extra),
+    ]
+
+
 def read_rows(run_dir: Path) -> list[dict]:
     """The committed rows of a run directory, straight from its SQLite file."""
     with sqlite3.connect(run_dir / "dvsynth.sqlite") as db:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import FIXTURES, read_rows, write_jsonl
+from tests.conftest import FIXTURES, generate_args, read_rows, write_jsonl
 from tests.fake_llm_server import FakeLLMServer
 
 
@@ -59,21 +59,9 @@ def marked_seeds(path):
 
 
 def gen_args(server, seeds, out, *extra):
-    return [
-        "generate",
-        "--seeds",
-        seeds,
-        "--model",
-        "openai/fake-model",
-        "--api-base",
-        server.api_base,
-        "--out",
-        out,
-        "--quiet",
-        "--max-retries",
-        "1",
-        *extra,
-    ]
+    return generate_args(
+        server, seeds, out, "--max-retries", "1", *extra, model="openai/fake-model"
+    )
 
 
 def test_generate_rows_with_reasons(fake_server, run_cli, tmp_path):

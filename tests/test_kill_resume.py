@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import comparable_rows, read_rows, write_jsonl
+from tests.conftest import comparable_rows, generate_args, read_rows, write_jsonl
 from tests.fake_llm_server import FakeLLMServer
 
 N_SEEDS = 120
@@ -35,18 +35,7 @@ def _command(server, seeds, out):
         sys.executable,
         "-m",
         "dvsynth.cli",
-        "generate",
-        "--seeds",
-        str(seeds),
-        "--model",
-        "openai/fake",
-        "--api-base",
-        server.api_base,
-        "--out",
-        str(out),
-        "--concurrency",
-        "4",
-        "--quiet",
+        *generate_args(server, seeds, out, "--concurrency", "4"),
     ]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from dvsynth.llm.limits import RateLimits
 from dvsynth.llm.retry import error_kind, retry_after_seconds
-from tests.conftest import comparable_rows, read_rows, write_jsonl
+from tests.conftest import comparable_rows, generate_args, read_rows, write_jsonl
 from tests.fake_llm_server import FakeLLMServer, answer_for, fault_for
 
 STORM = {
@@ -47,24 +47,9 @@ def storm_seeds(path):
 
 
 def storm_args(server, seeds, out):
-    return [
-        "generate",
-        "--seeds",
-        str(seeds),
-        "--model",
-        "openai/fake",
-        "--api-base",
-        server.api_base,
-        "--out",
-        str(out),
-        "--concurrency",
-        "8",
-        "--timeout",
-        "1",
-        "--max-retries",
-        "3",
-        "--quiet",
-    ]
+    return generate_args(
+        server, seeds, out, "--concurrency", "8", "--timeout", "1", "--max-retries", "3"
+    )
 
 
 def test_every_fault_kind_is_drawn():
