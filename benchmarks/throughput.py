@@ -4,7 +4,9 @@ The project's fake OpenAI-compatible server (tests/fake_llm_server.py) runs in i
 process with --latency 0.5 and no faults. For each concurrency C and each client, N
 prompts are sent (the exact bootstrap prompts dvsynth renders for N msmarco seeds):
 
-  * dvsynth:  `dvsynth generate --concurrency C` (litellm's OpenAI client path);
+  * dvsynth:  `dvsynth generate --concurrency C` (the default transport, `auto`, which
+    picks the lean HTTP client for an OpenAI-compatible --api-base);
+  * dvsynth-litellm: the same with `--transport litellm` (litellm's OpenAI client path);
   * raw:      benchmarks/raw_client.py, a bare aiohttp client (the practical ceiling);
   * curator:  benchmarks/curator_client.py, bespokelabs-curator in /work/curator-venv.
 
@@ -15,7 +17,7 @@ peak RSS come from GNU time on the client process; for dvsynth the CPU of a 1-se
 `--rss-sizes` then runs dvsynth alone over larger seed counts to check memory stays flat.
 
     python benchmarks/throughput.py [--n 5000] [--concurrency 32 128 512] [--repeats 3]
-        [--clients dvsynth raw curator] [--rss-sizes 10000 100000]
+        [--clients dvsynth dvsynth-litellm raw curator] [--rss-sizes 10000 100000]
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ def client_command(
     out: Path,
     limit: int | None = None,
 ) -> list[str]:
-    if client == "dvsynth":
+    if client.startswith("dvsynth"):
+        transport = "litellm" if client == "dvsynth-litellm" else "auto"
         command = [
             sys.executable,
             "-m",
@@ -142,6 +145,8 @@ def client_command(
             "--out",
             str(out),
             "--quiet",
+            "--transport",
+            transport,
         ]
         return command + (["--limit", str(limit)] if limit else [])
     python, script = (
@@ -184,7 +189,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[32, 128, 512])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--clients", nargs="+", default=["dvsynth", "raw", "curator"])
+    parser.add_argument(
+        "--clients", nargs="+", default=["dvsynth", "dvsynth-litellm", "raw", "curator"]
+    )
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[])
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -203,7 +210,7 @@ def main() -> None:
                     measure(client, seeds, prompts, server, c, args.n) for _ in range(args.repeats)
                 ]
                 cpu = statistics.median(s["cpu_s"] for s in samples)
-                if client == "dvsynth":
+                if client.startswith("dvsynth"):
                     cpu -= startup["cpu_s"]
                 rps = statistics.median(s["rps"] for s in samples)
                 row = {
@@ -242,7 +249,7 @@ def main() -> None:
         )
     for c in args.concurrency:
         ours = by.get(("dvsynth", c))
-        for ref in ("raw", "curator"):
+        for ref in ("dvsynth-litellm", "raw", "curator"):
             if ours and by.get((ref, c)):
                 ratio = ours["median_rps"] / by[(ref, c)]["median_rps"]
                 print(f"C={c}: dvsynth / {ref} = {ratio:.2f}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from dvsynth import __version__
 from dvsynth.config import DEFAULT_MODEL, GenerateConfig
 from dvsynth.errors import UserError
 from dvsynth.seeds import BUNDLED_SAMPLE, parse_mapping
+
+if TYPE_CHECKING:
+    from dvsynth.validate_run import ValidateConfig
 
 app = typer.Typer(
     name="dvsynth",
@@ -113,11 +116,33 @@ def generate(
         float | None, typer.Option(help="Requests per minute, at most.", min=0.001)
     ] = None,
     tpm: Annotated[float | None, typer.Option(help="Tokens per minute, at most.", min=1)] = None,
+    transport: Annotated[
+        str,
+        typer.Option(
+            help="auto: a lean HTTP client for OpenAI-compatible --api-base servers "
+            "(openai/, hosted_vllm/), litellm for the rest; litellm: always litellm; "
+            "http: require the lean client."
+        ),
+    ] = "auto",
     max_cost: Annotated[
         float | None,
         typer.Option(help="Stop cleanly once the run has cost this many USD.", min=0.0001),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad seed row.")] = False,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate",
+            help="Then validate the run (rules, judge, dedup) in the same command.",
+        ),
+    ] = False,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            help="With --validate: the judge model (default: the generator). It shares "
+            "--api-base when it has the generator's provider prefix."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or warnings.")] = False,
 ) -> None:
     """Write complementary instructions for seeds: the dual-view candidates of a run."""
@@ -150,6 +175,7 @@ def generate(
         strict=strict,
         out=out,
         shard=shard,
+        transport=transport,
     )
     reporter = GenerateReporter(quiet=quiet, total=limit)
     with reporter:
@@ -161,6 +187,279 @@ def generate(
             on_notice=reporter.on_notice,
         )
     reporter.summary(prepared, stats)
+    if validate:
+        from dvsynth.validate_run import ValidateConfig
+
+        _run_validate(
+            ValidateConfig(
+                runs=[prepared.run_dir],
+                judge_model=judge_model,
+                judge_api_base=api_base if _same_provider(judge_model, model) else None,
+                concurrency=config.concurrency,
+                timeout=timeout,
+                max_retries=max_retries,
+                rpm=rpm,
+                tpm=tpm,
+                transport=transport,
+            ),
+            quiet,
+        )
+
+
+def _same_provider(judge_model: str | None, model: str) -> bool:
+    """Whether the judge can share the generator's --api-base (same litellm provider)."""
+    return judge_model is None or judge_model.split("/", 1)[0] == model.split("/", 1)[0]
+
+
+def _run_validate(config: ValidateConfig, quiet: bool) -> None:
+    from dvsynth.validate_report import ValidateReporter
+    from dvsynth.validate_run import validate_runs
+
+    with ValidateReporter(quiet=quiet) as reporter:
+        stats = validate_runs(
+            config,
+            on_row=reporter.on_row,
+            on_notice=reporter.on_notice,
+            on_start=reporter.on_start,
+        )
+    reporter.summary(stats)
+
+
+RunDirs = Annotated[
+    list[Path], typer.Argument(help="Run directories (shards, or runs of several models).")
+]
+
+
+@app.command("validate")
+def validate_command(
+    runs: RunDirs,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(help="The judge (any litellm model). Default: the runs' generator."),
+    ] = None,
+    judge: Annotated[
+        bool, typer.Option("--judge/--no-judge", help="--no-judge: rules and dedup only.")
+    ] = True,
+    judge_api_base: Annotated[
+        str | None, typer.Option(help="Base URL of an OpenAI-compatible judge server.")
+    ] = None,
+    judge_threshold: Annotated[
+        float,
+        typer.Option(help="P(yes) needed for 'relevant' when the judge returns logprobs."),
+    ] = 0.5,
+    judge_logprobs: Annotated[
+        bool,
+        typer.Option(help="Ask for log-probabilities (P(yes)); off: the parsed word only."),
+    ] = True,
+    judge_max_tokens: Annotated[int, typer.Option(min=1, help="Judge answer budget.")] = 16,
+    judge_prompt: Annotated[
+        str | None, typer.Option(help="A Jinja template replacing the bundled judge prompt.")
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Judge calls in flight (default 16; 1 for local models).", min=1),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per judge call.", min=0.1)] = 300.0,
+    max_retries: Annotated[int, typer.Option(help="Retries of a transient fault.", min=0)] = 4,
+    rpm: Annotated[float | None, typer.Option(help="Requests per minute.", min=0.001)] = None,
+    tpm: Annotated[float | None, typer.Option(help="Tokens per minute.", min=1)] = None,
+    transport: Annotated[str, typer.Option(help="auto | litellm | http (see generate).")] = "auto",
+    min_words: Annotated[int, typer.Option(help="Rule length: fewest words.", min=0)] = 4,
+    max_words: Annotated[int, typer.Option(help="Rule length: most words.", min=1)] = 80,
+    leak_span: Annotated[
+        int, typer.Option(help="Rule leakage: words in a copied span.", min=2)
+    ] = 8,
+    leak_similarity: Annotated[
+        float, typer.Option(help="Rule leakage: rapidfuzz partial_ratio of a copy.")
+    ] = 95.0,
+    max_rewording: Annotated[
+        float,
+        typer.Option(help="Rule rewording: token_set_ratio above which b restates a."),
+    ] = 85.0,
+    no_rule: Annotated[
+        list[str] | None, typer.Option(help="Turn off a built-in rule (repeatable).")
+    ] = None,
+    validator: Annotated[
+        list[str] | None,
+        typer.Option(help="An extra rule, module:function(row) -> reason | None (repeatable)."),
+    ] = None,
+    dedup: Annotated[bool, typer.Option(help="Drop exact and near duplicates.")] = True,
+    near_threshold: Annotated[
+        float, typer.Option(help="rapidfuzz ratio (0-100) that makes a near duplicate.")
+    ] = 90.0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Check each pair: rules, an LLM judge on both views (4 judgments), and dedup."""
+    from dvsynth.validate_run import ValidateConfig
+
+    model = judge_model or ""
+    config = ValidateConfig(
+        runs=runs,
+        judge=judge,
+        judge_model=judge_model,
+        judge_api_base=judge_api_base,
+        judge_threshold=_between(judge_threshold, "--judge-threshold"),
+        judge_logprobs=judge_logprobs,
+        judge_max_tokens=judge_max_tokens,
+        concurrency=concurrency or (1 if model.startswith("local/") else 16),
+        timeout=timeout,
+        max_retries=max_retries,
+        rpm=rpm,
+        tpm=tpm,
+        transport=transport,
+        rule_options={
+            "length": {"min_words": min_words, "max_words": max_words},
+            "leakage": {"span_words": leak_span, "min_similarity": leak_similarity},
+            "rewording": {"max_similarity": max_rewording},
+        },
+        disabled_rules=no_rule or [],
+        custom_validators=validator or [],
+        dedup=dedup,
+        near_threshold=near_threshold,
+        **({"judge_prompt": judge_prompt} if judge_prompt else {}),
+    )
+    _run_validate(config, quiet)
+
+
+def _between(value: float, option: str) -> float:
+    if not 0.0 < value < 1.0:
+        raise UserError(f"{option}: {value:g} is not between 0 and 1")
+    return value
+
+
+@app.command("stats")
+def stats_command(
+    runs: RunDirs,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON, not tables.")] = False,
+) -> None:
+    """Counts by status and reason, acceptance per stage, judge agreement, lengths, cost."""
+    import json
+
+    from dvsynth.stats import compute_stats
+    from dvsynth.validate_report import print_stats
+
+    data = compute_stats(runs)
+    if json_output:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        print_stats(data, Console())
+
+
+LicenseOption = Annotated[
+    str,
+    typer.Option(
+        "--license",
+        help="Hub license id of the dataset (apache-2.0, cc-by-4.0, mit, other, ...); the "
+        "seed data keeps its own terms, so pick one compatible with them.",
+    ),
+]
+ValShare = Annotated[
+    float, typer.Option(help="Share of queries in the validation split (by query).")
+]
+SeedDataset = Annotated[
+    str | None, typer.Option(help="Hub id of the seed dataset, credited in the card.")
+]
+SeedCitation = Annotated[
+    Path | None, typer.Option(help="A file with the seed dataset's BibTeX, for the card.")
+]
+Language = Annotated[str, typer.Option(help="Language code of the data.")]
+
+
+def _card_options(
+    license_: str, version: str, repo: str, language: str, seed_dataset, seed_citation
+):
+    from dvsynth.publish.card import CardOptions
+
+    citation = None
+    if seed_citation is not None:
+        try:
+            citation = Path(seed_citation).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(
+                f"--seed-citation {seed_citation}: cannot read ({exc.strerror})"
+            ) from None
+    return CardOptions(
+        license=license_,
+        version=version,
+        repo=repo,
+        language=language,
+        seed_dataset=seed_dataset,
+        seed_citation=citation,
+    )
+
+
+@app.command("export")
+def export_command(
+    runs: RunDirs,
+    out: Annotated[Path, typer.Option(help="The dataset folder to write (replaced).")],
+    license_: LicenseOption,
+    val_share: ValShare = 0.05,
+    version: Annotated[str, typer.Option(help="Version named in the card.")] = "unreleased",
+    repo: Annotated[
+        str, typer.Option(help="The Hub repo the card's code examples load.")
+    ] = "ORG/NAME",
+    language: Language = "en",
+    seed_dataset: SeedDataset = None,
+    seed_citation: SeedCitation = None,
+) -> None:
+    """Write a dataset folder (pairs, triplets, rejected; train/validation) with its card."""
+    from dvsynth.publish.dataset import export_dataset
+
+    options = _card_options(license_, version, repo, language, seed_dataset, seed_citation)
+    report = export_dataset(runs, out, options, val_share)
+    for config, splits in report.rows.items():
+        counts = ", ".join(f"{split} {n}" for split, n in splits.items())
+        typer.echo(f"{config}: {counts}")
+    typer.echo(
+        f"wrote {len(report.files)} files to {out}; load with "
+        f"datasets.load_dataset('{out}', 'triplets')"
+    )
+
+
+@app.command("push")
+def push_command(
+    runs: RunDirs,
+    repo: Annotated[str, typer.Option(help="Hub dataset repo, ORG/NAME.")],
+    version: Annotated[str, typer.Option(help="X.Y.Z; tagged vX.Y.Z, never reused.")],
+    license_: LicenseOption,
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Write the folder and print the operations; no upload.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the export (default dvsynth-export/...).")
+    ] = None,
+    val_share: ValShare = 0.05,
+    language: Language = "en",
+    seed_dataset: SeedDataset = None,
+    seed_citation: SeedCitation = None,
+) -> None:
+    """Export, then upload data and card in one commit and tag it vX.Y.Z."""
+    from dvsynth.publish.hub import check_target, push_dataset
+
+    check_target(repo, version)
+    folder = out or Path("dvsynth-export") / f"{repo.replace('/', '--')}-v{version}"
+    options = _card_options(license_, version, repo, language, seed_dataset, seed_citation)
+
+    def show(plan) -> None:
+        prefix = "would " if dry_run else ""
+        for line in plan.describe():
+            typer.echo(f"{prefix}{line}")
+
+    plan = push_dataset(
+        runs,
+        folder,
+        options,
+        private=private,
+        dry_run=dry_run,
+        val_share=val_share,
+        on_plan=show,
+    )
+    if not dry_run:
+        typer.echo(
+            f"pushed {plan.repo} {plan.tag}: load_dataset('{plan.repo}', 'triplets', "
+            f"revision='{plan.tag}')"
+        )
 
 
 @app.command()

@@ -22,7 +22,22 @@ DEFAULT_MODEL = "local/smollm2"
 DEFAULT_RUNS_DIR = Path("dvsynth-runs")
 
 
-class GenerateConfig(BaseModel):
+class CallSettings(BaseModel):
+    """How LLM calls travel (speed, limits, faults), shared by every LLM stage."""
+
+    concurrency: int = Field(16, ge=1)
+    timeout: float = Field(300.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    transport: str = "auto"  # how calls travel, never what they return: not identity
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of `LLMClient` that these settings fill."""
+        return self.model_dump(include=set(CallSettings.model_fields))
+
+
+class GenerateConfig(CallSettings):
     seeds: str = str(BUNDLED_SAMPLE)
     seed_format: SeedFormat = "auto"
     mapping: dict[str, str] = Field(default_factory=dict)
@@ -36,11 +51,6 @@ class GenerateConfig(BaseModel):
     prompt: str | None = None  # a template file that replaces the mode's bundled prompt
     limit: int | None = Field(None, ge=1)
     shard: str | None = None  # "i/N": this run takes the seeds whose id hashes to i mod N
-    concurrency: int = Field(16, ge=1)
-    timeout: float = Field(300.0, gt=0)
-    max_retries: int = Field(4, ge=0)
-    rpm: float | None = Field(None, gt=0)
-    tpm: float | None = Field(None, gt=0)
     max_cost: float | None = Field(None, gt=0)
     strict: bool = False
     out: Path | None = None

@@ -21,7 +21,7 @@ from dvsynth.config import GenerateConfig, identity_hash
 from dvsynth.errors import UserError
 from dvsynth.generate import Generator
 from dvsynth.llm.client import LLMClient
-from dvsynth.pipeline import RunStats, run_stage
+from dvsynth.pipeline import RunStats, freeze_startup_objects, run_stage
 from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
 from dvsynth.redact import redact
 from dvsynth.schema import DualView, Mode, SeedError
@@ -105,11 +105,7 @@ def generate_run(
             temperature=config.temperature,
             max_tokens=config.max_tokens,
             seed=config.sampling_seed,
-            concurrency=config.concurrency,
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            rpm=config.rpm,
-            tpm=config.tpm,
+            **config.client_options(),
         )
     client.check()
     if config.max_cost is not None and not client.price_known() and on_notice:
@@ -135,9 +131,10 @@ def generate_run(
         if total is not None and config.limit is not None:
             total = min(total, config.limit)
         on_start(prepared, total if total is not None else config.limit)
-    try:
-        stats = asyncio.run(
-            run_stage(
+
+    async def stage() -> RunStats:
+        try:
+            return await run_stage(
                 select_shard(reader, shard),
                 Generator(client, prepared.templates, config.mode),
                 store,
@@ -148,7 +145,12 @@ def generate_run(
                 on_row=on_row,
                 on_bad_seed=on_bad_seed,
             )
-        )
+        finally:
+            await client.aclose()
+
+    freeze_startup_objects()
+    try:
+        stats = asyncio.run(stage())
     finally:
         store.close()
     stats.filtered = reader.filtered

@@ -9,6 +9,7 @@ each finished row to a callback.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -60,6 +61,17 @@ class RunStats:
 
 
 Stage = Callable[[Seed], Awaitable[DualView]]
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything imported so far from the cyclic garbage collector.
+
+    litellm and friends leave ~400k long-lived objects; every full collection walks
+    them all. At hundreds of rows a second those walks took a fifth of the run's time
+    (benchmarks/README.md). Objects made after this point are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def run_stage(

@@ -15,14 +15,15 @@ from dvsynth.store import RunStore
 
 
 def iter_runs(run_dirs: Sequence[Path]) -> Iterator[DualView]:
-    """Every row of every run, run by run; a folder that is not a run is a UserError."""
+    """Every row of every run at its latest stage, run by run; a folder that is not a run
+    is a UserError."""
     if not run_dirs:
         raise UserError("give at least one run directory")
     stores = [RunStore.open_existing(Path(d)) for d in run_dirs]  # all checked before reading
     seen: set[str] = set()
     try:
         for store in stores:
-            for row in store.iter_rows():
+            for row in store.iter_final_rows():
                 if row.pair_id not in seen:
                     seen.add(row.pair_id)
                     yield row

@@ -82,6 +82,12 @@ class Provenance(BaseModel):
     cached: bool = False
     latency_s: float = 0.0
     created_at: str
+    # Filled in by the judge (dvsynth validate); usage and cost are the judge's own.
+    judge_prompt_name: str | None = None
+    judge_prompt_sha256: str | None = None
+    judge_threshold: float | None = None
+    judge_usage: Usage | None = None
+    judge_cost_usd: float | None = None
 
 
 class Verdict(BaseModel):

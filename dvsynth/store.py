@@ -38,6 +38,16 @@ CREATE TABLE IF NOT EXISTS seed_errors (
     location TEXT PRIMARY KEY,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS validated (
+    seed_id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL,
+    record TEXT NOT NULL,
+    dedup TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -56,6 +66,10 @@ class RunStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # LLM responses wait here until the row that used them is committed, then both
+        # go in one transaction: one commit per row instead of two. A kill in between
+        # loses only calls whose rows were not committed either.
+        self._pending_responses: dict[str, str] = {}
 
     # ------------------------------------------------------------------ opening
 
@@ -87,7 +101,24 @@ class RunStore:
         return cls(run_dir)
 
     def close(self) -> None:
+        self._commit()
         self._db.close()
+
+    def _commit(self, statement: str | None = None, params: tuple = ()) -> None:
+        """Pending responses plus one statement, in one transaction."""
+        if not self._pending_responses:
+            if statement:
+                self._db.execute(statement, params)
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
+                list(self._pending_responses.items()),
+            )
+            if statement:
+                self._db.execute(statement, params)
+        self._pending_responses.clear()
 
     # ------------------------------------------------------------------ rows
 
@@ -98,16 +129,86 @@ class RunStore:
         )
 
     def put_row(self, row: DualView, ordinal: int) -> None:
-        self._db.execute(
+        self._commit(
             "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (row.seed_id, ordinal, row.status, row.model_dump_json(), time.time()),
         )
 
     def iter_rows(self) -> Iterator[DualView]:
+        """The rows as generate wrote them."""
         cursor = self._db.execute("SELECT record FROM rows ORDER BY ordinal, seed_id")
         for (record,) in cursor:
             yield DualView.model_validate_json(record)
+
+    def iter_final_rows(self) -> Iterator[DualView]:
+        """Each row at its latest stage: validated (with dedup applied) where it was
+        validated under the run's current validation settings, else as generated."""
+        settings = self.get_meta("validation_settings")
+        cursor = self._db.execute(
+            "SELECT r.record, v.record, v.dedup FROM rows r LEFT JOIN validated v "
+            "ON v.seed_id = r.seed_id AND v.settings = ? ORDER BY r.ordinal, r.seed_id",
+            (settings or "",),
+        )
+        for generated, validated, dedup in cursor:
+            if validated is None:
+                yield DualView.model_validate_json(generated)
+                continue
+            row = DualView.model_validate_json(validated)
+            if dedup is not None:
+                row.stages.append("dedup")
+                if dedup:
+                    row.status = "rejected"
+                    row.reasons.append(dedup)
+            yield row
+
+    # ------------------------------------------------------------------ validation
+
+    def iter_pending_validation(self, settings: str) -> Iterator[tuple[int, DualView]]:
+        """Generate-kept rows not yet validated under `settings`, with their ordinal."""
+        cursor = self._db.execute(
+            "SELECT r.ordinal, r.record FROM rows r WHERE r.status = 'kept' AND NOT EXISTS "
+            "(SELECT 1 FROM validated v WHERE v.seed_id = r.seed_id AND v.settings = ?) "
+            "ORDER BY r.ordinal, r.seed_id",
+            (settings,),
+        )
+        for ordinal, record in cursor.fetchall():
+            yield ordinal, DualView.model_validate_json(record)
+
+    def put_validated(self, row: DualView, settings: str) -> None:
+        self._commit(
+            "INSERT OR REPLACE INTO validated (seed_id, settings, record, dedup) "
+            "VALUES (?, ?, ?, NULL)",
+            (row.seed_id, settings, row.model_dump_json()),
+        )
+
+    def iter_validated(self, settings: str) -> Iterator[DualView]:
+        cursor = self._db.execute(
+            "SELECT record FROM validated WHERE settings = ? ORDER BY seed_id", (settings,)
+        )
+        for (record,) in cursor:
+            yield DualView.model_validate_json(record)
+
+    def set_dedup(self, settings: str, reasons: dict[str, str]) -> None:
+        """Dedup's outcome for every validated row: a reason, or '' for a survivor."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE validated SET dedup = CASE WHEN json_extract(record, '$.status') = "
+                "'kept' THEN '' ELSE NULL END WHERE settings = ?",
+                (settings,),
+            )
+            self._db.executemany(
+                "UPDATE validated SET dedup = ? WHERE seed_id = ? AND settings = ?",
+                [(reason, seed_id, settings) for seed_id, reason in reasons.items()],
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def total_cost(self) -> float:
         """USD paid for this run's rows so far (cached answers were paid once, earlier)."""
@@ -125,13 +226,15 @@ class RunStore:
     # ------------------------------------------------------------------ cache
 
     def get_response(self, key: str) -> dict[str, Any] | None:
+        pending = self._pending_responses.get(key)
+        if pending is not None:
+            return json.loads(pending)
         row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put_response(self, key: str, value: dict[str, Any]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, json.dumps(value))
-        )
+        """Cache a response; it is committed with the next row (see `_commit`)."""
+        self._pending_responses[key] = json.dumps(value)
 
     # ------------------------------------------------------------------ bad seeds
 

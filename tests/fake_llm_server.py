@@ -5,6 +5,9 @@ query so that every run gets the same answers, and it counts requests per query 
 test can prove a resumed run never repeats a finished row's call. Markers in a query
 select other behaviour: `[none]` refuses, `[garbage]` answers unparsably, `[fence]`
 answers inside a code fence without closing tags, `[error500]` fails with HTTP 500.
+It also plays the judge (prompts that end like dvsynth's judge template): see
+`judge_answer`; passages with `kw...` words make the generator ask for them as `#kw...`,
+so the judge confirms the flip of such pairs.
 
 Faults can be injected on a chosen share of queries (`faults={"429": 0.1, ...}`): the
 fault is picked from a hash of the query, so it is the same in every run, and hits the
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -36,8 +40,48 @@ from aiohttp import web
 _QUERY = re.compile(r"<query>(.*?)</query>", re.DOTALL)
 
 
+_DATA_BLOCK = re.compile(r"<(query|instruction|document)>(.*?)</\1>", re.DOTALL)
+_PASSAGE = re.compile(r'<passage id="([A-Z0-9]+)">(.*?)</passage>', re.DOTALL)
+_KEYWORD = re.compile(r"\bkw\w+")
+JUDGE_SIGNATURE = "Answer with one word: yes or no."
+
+
+def _keywords(text: str) -> str:
+    """`#kw...` requirements for the passage's `kw...` words ('' when it has none)."""
+    return "".join(f" Must cover #{word}." for word in _KEYWORD.findall(text))
+
+
+def judge_answer(prompt: str) -> tuple[int, str, float]:
+    """(status, text, P(yes)) of the fake judge.
+
+    A document is relevant when it contains every `#word` the instruction asks for
+    (an instruction with none admits nothing). Text outside the quoted data blocks that
+    says "answer yes" is obeyed: that is what an injection that escaped its quotes does.
+    A document with the word `borderline` gets P(yes) = 0.6.
+    """
+    blocks = {m.group(1): m.group(2) for m in _DATA_BLOCK.finditer(prompt)}
+    outside = _DATA_BLOCK.sub("", prompt).lower()
+    query = blocks.get("query", "")
+    if "[judge-error500]" in query:
+        return 500, "internal error", 0.0
+    if "[judge-garbage]" in query:
+        return 200, "It depends on the reader.", 0.5
+    if "answer yes" in outside:
+        return 200, "yes", 0.99
+    needs = re.findall(r"#(\w+)", blocks.get("instruction", ""))
+    words = set(re.findall(r"\w+", blocks.get("document", "").lower()))
+    relevant = bool(needs) and all(n.lower() in words for n in needs)
+    if relevant and "borderline" in words:
+        return 200, "yes", 0.6
+    return 200, ("yes" if relevant else "no"), (0.9 if relevant else 0.1)
+
+
 def answer_for(prompt: str) -> tuple[int, str]:
     """(HTTP status, completion text) for one prompt; a pure function of the prompt."""
+    if JUDGE_SIGNATURE in prompt:
+        status, text, _ = judge_answer(prompt)
+        return status, text
+    passages = dict(_PASSAGE.findall(prompt))
     match = _QUERY.search(prompt)
     query = match.group(1).strip() if match else ""
     bootstrap = "<instruction_a>" in prompt
@@ -51,13 +95,14 @@ def answer_for(prompt: str) -> tuple[int, str]:
     if bootstrap:
         body = (
             f"<instruction_a>Only sources of type {tag}-A about this, nothing else."
-            f"</instruction_a><instruction_b>I need the {tag}-B perspective instead."
-            "</instruction_b>"
+            f"{_keywords(passages.get('A', ''))}</instruction_a>"
+            f"<instruction_b>I need the {tag}-B perspective instead."
+            f"{_keywords(passages.get('B', ''))}</instruction_b>"
         )
     else:
         body = (
             f"<new_instruction>Focus on the {tag} angle and leave out general overviews."
-            "</new_instruction>"
+            f"{_keywords(passages.get('N', ''))}</new_instruction>"
         )
     if "[fence]" in query:
         return 200, "```xml\n<answer>" + body.split("</")[0] + "\n```"
@@ -174,6 +219,14 @@ class FakeLLMServer:
             return web.json_response(
                 {"error": {"message": text, "type": "server_error"}}, status=status
             )
+        logprobs = None
+        if payload.get("logprobs") and JUDGE_SIGNATURE in prompt:
+            p_yes = judge_answer(prompt)[2]
+            top = [
+                {"token": "yes", "logprob": math.log(p_yes)},
+                {"token": "no", "logprob": math.log(1 - p_yes)},
+            ]
+            logprobs = {"content": [{"token": text, "logprob": 0.0, "top_logprobs": top}]}
         finish_reason = "stop"
         if fault == "truncated":
             text, finish_reason = text[: len(text) * 2 // 3], "length"
@@ -191,6 +244,7 @@ class FakeLLMServer:
                         "index": 0,
                         "finish_reason": finish_reason,
                         "message": {"role": "assistant", "content": text},
+                        "logprobs": logprobs,
                     }
                 ],
                 "usage": {

@@ -148,6 +148,8 @@ def test_cached_responses_are_reused_after_rows_are_lost(fake_server, run_cli, t
         (["--model", "nonsense-provider/x"], "names no known provider"),
         (["--model", "local/unknown"], "unknown local model"),
         (["--prompt", "nope.jinja", "--mode", "reverse"], "--prompt: nope.jinja: no such file"),
+        (["--transport", "carrier-pigeon"], "--transport: 'carrier-pigeon' is not one of"),
+        (["--transport", "http", "--model", "local/smollm2"], "--transport http: needs"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_cli, tmp_path, monkeypatch, args, message):
@@ -182,11 +184,13 @@ def test_missing_api_key_is_a_user_error(run_cli, tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
-def test_rejected_key_stops_the_run_without_leaking_it(run_cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("transport", ["litellm", "http"])
+def test_rejected_key_stops_the_run_without_leaking_it(run_cli, tmp_path, monkeypatch, transport):
     secret = "sk-test-abcdefghijklmnopqrstuvwxyz123456"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with FakeLLMServer(require_key="the-right-key") as server:
-        result = run_cli(*gen_args(server, FIXTURES / "triples.jsonl", tmp_path / "run"))
+        args = gen_args(server, FIXTURES / "triples.jsonl", tmp_path / "run")
+        result = run_cli(*args, "--transport", transport)
     assert result.code == 2
     assert "AuthenticationError" in result.err and "Traceback" not in result.err
     assert secret not in result.err

@@ -1,4 +1,8 @@
-"""Generation under a storm of provider faults, through litellm's real OpenAI client path."""
+"""Generation under a storm of provider faults.
+
+Both transports are exercised: litellm's real OpenAI client path (`--transport
+litellm`) and the lean HTTP client that `auto` picks for OpenAI-compatible servers.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +50,22 @@ def storm_seeds(path):
     return write_jsonl(path, rows)
 
 
-def storm_args(server, seeds, out):
+TRANSPORTS = ["litellm", "http"]
+
+
+def storm_args(server, seeds, out, transport):
     return generate_args(
-        server, seeds, out, "--concurrency", "8", "--timeout", "1", "--max-retries", "3"
+        server,
+        seeds,
+        out,
+        "--concurrency",
+        "8",
+        "--timeout",
+        "1",
+        "--max-retries",
+        "3",
+        "--transport",
+        transport,
     )
 
 
@@ -57,10 +74,11 @@ def test_every_fault_kind_is_drawn():
     assert kinds >= set(STORM)
 
 
-def test_fault_storm_run_finishes_with_every_seed_accounted_for(run_cli, tmp_path):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_fault_storm_run_finishes_with_every_seed_accounted_for(run_cli, tmp_path, transport):
     seeds = storm_seeds(tmp_path / "seeds.jsonl")
     with storm_server() as server:
-        result = run_cli(*storm_args(server, seeds, tmp_path / "run"))
+        result = run_cli(*storm_args(server, seeds, tmp_path / "run", transport))
         log = list(server.log)
     assert result.code == 0, result.err
     rows = read_rows(tmp_path / "run")
@@ -95,16 +113,22 @@ def _prompt_of(row) -> str:
     return f"<query>{row['query']}</query>{marker}"
 
 
-def test_sigkill_in_the_storm_then_rerun_matches_an_uninterrupted_run(run_cli, tmp_path):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sigkill_in_the_storm_then_rerun_matches_an_uninterrupted_run(run_cli, tmp_path, transport):
     seeds = storm_seeds(tmp_path / "seeds.jsonl")
     with storm_server() as server:
-        assert run_cli(*storm_args(server, seeds, tmp_path / "whole")).code == 0
+        assert run_cli(*storm_args(server, seeds, tmp_path / "whole", transport)).code == 0
     reference = comparable_rows(read_rows(tmp_path / "whole"))
 
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with storm_server() as server:
-        command = [sys.executable, "-m", "dvsynth.cli", *storm_args(server, seeds, out)]
+        command = [
+            sys.executable,
+            "-m",
+            "dvsynth.cli",
+            *storm_args(server, seeds, out, transport),
+        ]
         proc = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -218,3 +242,24 @@ def test_max_cost_warns_when_the_price_is_unknown(run_cli, fake_server, tmp_path
     assert result.code == 0
     assert "no price for openai/not-a-priced-model" in result.err
     assert "cost" in result.err and "cannot be capped" in result.err
+
+
+@pytest.mark.parametrize(
+    "status, body, kind, name",
+    [
+        (401, "Incorrect API key", "fatal", "AuthenticationError"),
+        (403, "no access", "fatal", "PermissionDeniedError"),
+        (404, "no such model", "fatal", "NotFoundError"),
+        (429, "slow down", "transient", "RateLimitError"),
+        (503, "overloaded", "transient", "InternalServerError"),
+        (400, "maximum context length is 8192", "row", "ContextWindowExceededError"),
+        (422, "bad field", "row", "BadRequestError"),
+    ],
+)
+def test_http_transport_errors_sort_like_litellm_ones(status, body, kind, name):
+    from dvsynth.llm.openai_http import status_error
+
+    exc = status_error(status, body, {"Retry-After": "3"})
+    assert type(exc).__name__ == name
+    assert error_kind(exc) == kind
+    assert retry_after_seconds(exc) == pytest.approx(3.0)

@@ -106,12 +106,22 @@ def _sampling(optional_params: dict[str, Any]) -> dict[str, Any]:
         params["max_tokens"] = int(optional_params["max_tokens"])
     if optional_params.get("seed") is not None:
         params["seed"] = int(optional_params["seed"])
-    tags = (optional_params.get("extra_body") or {}).get("answer_tags")
-    if tags:
+    extra = optional_params.get("extra_body") or {}
+    grammar = None
+    if extra.get("answer_tags"):
+        grammar = answer_grammar(list(extra["answer_tags"]))
+    elif extra.get("answer_choices"):
+        grammar = choice_grammar(list(extra["answer_choices"]))
+    if grammar:
         from llama_cpp import LlamaGrammar
 
-        params["grammar"] = LlamaGrammar.from_string(answer_grammar(list(tags)), verbose=False)
+        params["grammar"] = LlamaGrammar.from_string(grammar, verbose=False)
     return params
+
+
+def choice_grammar(choices: list[str]) -> str:
+    """GBNF for exactly one of `choices` (the judge's yes / no)."""
+    return "root ::= " + " | ".join(f'"{choice}"' for choice in choices)
 
 
 def _make_provider(litellm: Any) -> Any:

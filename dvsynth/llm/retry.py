@@ -49,7 +49,7 @@ def error_kind(exc: BaseException) -> str:
 
 def retry_after_seconds(exc: BaseException) -> float | None:
     """The server's Retry-After (seconds or an HTTP date), if the error carries one."""
-    headers: Any = getattr(exc, "litellm_response_headers", None)
+    headers: Any = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None)
     response = getattr(exc, "response", None)
     if headers is None and response is not None:
         headers = getattr(response, "headers", None)
@@ -71,15 +71,20 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 class wait_retry_after_or_backoff(wait_base):  # noqa: N801 (tenacity's naming)
     """Retry-After when the server gives one, else exponential backoff with full jitter."""
 
-    def __init__(self, initial: float = 1.0, maximum: float = 60.0) -> None:
+    def __init__(self, initial: float = 1.0, maximum: float = 60.0, done_before: int = 0) -> None:
         self.initial = initial
         self.maximum = maximum
+        self.done_before = done_before  # attempts made before tenacity took over
 
-    def __call__(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
+    def delay(self, exc: BaseException | None, attempt_number: int) -> float:
+        """Seconds to wait after failed attempt `attempt_number` (1-based) raised `exc`."""
         if exc is not None:
             after = retry_after_seconds(exc)
             if after is not None:
                 return after + random.uniform(0, 0.1 * self.initial)
-        ceiling = min(self.maximum, self.initial * 2 ** (retry_state.attempt_number - 1))
+        ceiling = min(self.maximum, self.initial * 2 ** (attempt_number - 1))
         return random.uniform(0, ceiling)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return self.delay(exc, retry_state.attempt_number + self.done_before)

@@ -1,0 +1,1 @@
+"""Publishing: export runs as a Hugging Face dataset folder, build its card, push it."""

@@ -1,0 +1,261 @@
+"""The dataset card: Hub metadata (validated offline) plus a body from a Jinja template.
+
+Built with huggingface_hub's `DatasetCard` so the YAML is what the Hub expects. The
+metadata is checked here against the lists the Hub and `datasets` use (licenses,
+language codes, size categories, the `configs:` block) because the Hub's own validator
+is an online call, made only at push time. Nothing time-dependent goes in, so the same
+runs give the same card.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from dvsynth import __version__
+from dvsynth.errors import UserError
+from dvsynth.publish.export import ExportReport, configs_metadata
+from dvsynth.reporting import format_cost
+from dvsynth.runs import iter_runs
+from dvsynth.stats import compute_stats
+from dvsynth.store import RunStore, read_manifest
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card" / "README.md.jinja"
+HISTORY_KEY = "dvsynth_versions"
+
+#: License identifiers the Hub accepts in a card's `license:` field.
+HUB_LICENSES = frozenset(
+    """apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m
+    bigscience-bloom-rail-1.0 bigcode-openrail-m afl-3.0 artistic-2.0 bsl-1.0 bsd
+    bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
+    cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0
+    cc-by-nd-4.0 cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0
+    cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0 cdla-permissive-2.0 wtfpl
+    ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0
+    gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl
+    apple-ascl apple-amlr mpl-2.0 odc-by odbl openrail++ osl-3.0 postgresql ofl-1.1
+    ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1
+    llama3.2 llama3.3 llama4 gemma unknown other""".split()
+)
+TAGS = ["instruction-following", "information-retrieval", "dual-view", "synthetic", "dvsynth"]
+
+
+@dataclass
+class CardOptions:
+    license: str
+    version: str = "unreleased"
+    repo: str = "ORG/NAME"
+    language: str = "en"
+    pretty_name: str | None = None
+    seed_dataset: str | None = None  # a Hub id, named in source_datasets and the card
+    seed_citation: str | None = None  # BibTeX of the seed dataset
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions
+
+
+def check_license(license_id: str) -> str:
+    if license_id not in HUB_LICENSES:
+        raise UserError(
+            f"--license: '{license_id}' is not a Hub license id (e.g. apache-2.0, cc-by-4.0, "
+            "mit, other); the seeds keep their own terms, so choose one compatible with them"
+        )
+    return license_id
+
+
+def size_category(n: int) -> str:
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ):
+        if n < limit:
+            return name
+    return "1B<n<10B"
+
+
+def _datasets_resource(name: str) -> Any:
+    return json.loads(resources.files("datasets.utils.resources").joinpath(name).read_text())
+
+
+def check_metadata(card: DatasetCard) -> None:
+    """The checks the Hub makes on a dataset card's YAML, offline; ValueError if one fails."""
+    from datasets.utils.metadata import MetadataConfigs
+
+    data = card.data.to_dict()
+    if data.get("license") not in HUB_LICENSES:
+        raise ValueError(f"license {data.get('license')!r} is not a Hub license id")
+    languages = _datasets_resource("languages.json")
+    for code in data.get("language") or []:
+        if code not in languages:
+            raise ValueError(f"language {code!r} is not a known language code")
+    sizes = _datasets_resource("size_categories.json")
+    for size in data.get("size_categories") or []:
+        if size not in sizes:
+            raise ValueError(f"size category {size!r} is not one of {sizes}")
+    if "text-retrieval" not in (data.get("task_categories") or []):
+        raise ValueError("task_categories must include text-retrieval")
+    configs = MetadataConfigs.from_dataset_card_data(card.data)  # raises on a bad block
+    if not configs:
+        raise ValueError("no configs: block")
+
+
+def _generators(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[str, str], list]:
+    generators, prompts, seeds = [], {}, []
+    for run in run_dirs:
+        manifest = read_manifest(run)
+        config = manifest.get("config", {})
+        entry = {
+            "model": config.get("model"),
+            "temperature": config.get("temperature"),
+            "max_tokens": config.get("max_tokens"),
+        }
+        if entry not in generators:
+            generators.append(entry)
+        prompts.update(manifest.get("prompts", {}))
+        source = manifest.get("seed_source", {})
+        name = source.get("id") or Path(str(source.get("path", "seeds"))).name
+        if name not in seeds:
+            seeds.append(name)
+    return generators, prompts, seeds
+
+
+def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
+    settings = []
+    for run in run_dirs:
+        store = RunStore.open_existing(run)
+        try:
+            raw = store.get_meta("validation")
+        finally:
+            store.close()
+        if raw and raw not in settings:
+            settings.append(raw)
+    if not settings:
+        return "none (not validated with `dvsynth validate`)", {}
+    parsed = json.loads(settings[0])
+    rules = ", ".join(f"`{name}`" for name in parsed.get("rules", {}))
+    judge = parsed.get("judge")
+    if judge:
+        text = (
+            f"rules {rules}; LLM judge `{judge['model']}` (prompt `{judge['prompt']}`, "
+            f"4 pointwise judgments per pair, P(yes) threshold {judge['threshold']}); "
+            "exact and near-duplicate removal"
+        )
+        return text, {judge["prompt"]: judge["prompt_sha256"]}
+    return f"rules {rules}; no LLM judge; exact and near-duplicate removal", {}
+
+
+def _examples(run_dirs: Sequence[Path], count: int = 3) -> list[dict[str, str]]:
+    examples = []
+    for row in iter_runs(run_dirs):
+        if row.status == "kept":
+            examples.append(
+                {
+                    "query": row.query,
+                    "instruction_a": row.instruction_a or "",
+                    "instruction_b": row.instruction_b or "",
+                    "doc_a": _clip(row.doc_a.text),
+                    "doc_b": _clip(row.doc_b.text),
+                }
+            )
+            if len(examples) == count:
+                break
+    return examples
+
+
+def _clip(text: str, limit: int = 220) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def build_card(run_dirs: Sequence[Path], report: ExportReport, options: CardOptions) -> DatasetCard:
+    check_license(options.license)
+    stats = compute_stats(run_dirs)
+    generators, prompts, seeds = _generators(run_dirs)
+    validation_text, judge_prompts = _validation(run_dirs)
+    pairs = sum(report.rows.get("pairs", {}).values())
+    triplets = sum(report.rows.get("triplets", {}).values())
+    history = [h for h in options.history if h.get("version") != options.version]
+    history.append({"version": options.version, "pairs": pairs, "triplets": triplets})
+    card_data = DatasetCardData(
+        license=options.license,
+        language=[options.language],
+        task_categories=["text-retrieval"],
+        size_categories=[size_category(pairs)],
+        pretty_name=options.pretty_name or f"{options.repo.split('/')[-1]} (dvsynth dual-view)",
+        source_datasets=[options.seed_dataset] if options.seed_dataset else None,
+        tags=TAGS,
+        configs=configs_metadata(report),
+        **{HISTORY_KEY: history},
+    )
+    describe = {
+        "pairs": "one row per pair: query, both instructions and documents, verdicts, provenance",
+        "triplets": "two rows per pair (view a, view b, adjacent): anchor, positive, negative, "
+        "negatives",
+        "rejected": "rejected rows with their reasons, for audit",
+    }
+    config_rows = [
+        {
+            "name": config,
+            "counts": ", ".join(f"{split} {n:,}" for split, n in splits.items()),
+            "what": describe[config],
+        }
+        for config, splits in report.rows.items()
+    ]
+    modes = stats["modes"]
+    meaning = {
+        "reverse": "reverse (the seed's instruction is view a)",
+        "bootstrap": "bootstrap (both instructions written from a plain triple)",
+    }
+    modes_text = ", ".join(f"{n:,} {meaning[m]}" for m, n in sorted(modes.items()))
+    seed_text = ", ".join(f"`{s}`" for s in seeds)
+    if options.seed_dataset:
+        seed_text += f" (from [{options.seed_dataset}](https://huggingface.co/datasets/{options.seed_dataset}))"
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=card_data.pretty_name,
+        version=options.version,
+        tag=f"v{options.version}" if options.version[:1].isdigit() else "main",
+        repo=options.repo,
+        dvsynth_version=__version__,
+        modes_text=modes_text,
+        config_rows=config_rows,
+        seed_text=seed_text,
+        generators=generators,
+        prompts={**prompts, **judge_prompts},
+        validation_text=validation_text,
+        stats=stats,
+        reasons=list(stats["reasons"].items())[:12],
+        agreement=stats["judge_agreement"],
+        lengths=stats["instruction_words_kept"],
+        cost={
+            "generator": format_cost(
+                stats["generator"]["cost_usd"], stats["generator"]["unpriced_rows"]
+            ),
+            "judge": format_cost(stats["judge"]["cost_usd"], stats["judge"]["unpriced_rows"])
+            if stats["judge"]["prompt_tokens"]
+            else "no judge calls",
+        },
+        examples=_examples(run_dirs),
+        judged=bool(stats["judge_agreement"]["pairs_judged"]),
+        license=options.license,
+        seed_license_note=(
+            "The queries and documents come from the seed data"
+            + (f" ({options.seed_dataset})" if options.seed_dataset else "")
+            + " and remain under its terms (MS MARCO, for example, is for non-commercial "
+            "research use); check them before you use or redistribute this dataset."
+        ),
+        seed_citation=options.seed_citation,
+        history=history,
+    )
+    check_metadata(card)
+    return card

@@ -1,0 +1,149 @@
+"""`dvsynth stats`: what a set of runs holds, stage by stage, as plain data.
+
+One streaming pass over the rows (at their latest stage) gives counts by status and
+reason, acceptance per stage, how often the judge agrees with the labels the generator
+intended, instruction lengths, and tokens and cost for the generator and the judge.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dvsynth.runs import iter_runs
+from dvsynth.schema import DualView
+from dvsynth.validators.judge import EXPECTED
+
+STAGES = ("generate", "rules", "judge", "dedup")
+_STAGE_OF_REASON = {"rule": "rules", "judge": "judge", "dedup": "dedup"}
+_WORD = re.compile(r"\w+")
+
+
+def reason_family(reason: str) -> str:
+    """`dedup:near:<pair_id>` -> `dedup:near`: ids make every reason unique otherwise."""
+    parts = reason.split(":")
+    return ":".join(parts[:2]) if parts[0] == "dedup" else reason
+
+
+def _stage_of(reason: str) -> str:
+    return _STAGE_OF_REASON.get(reason.split(":", 1)[0], "generate")
+
+
+def _distribution(values: list[int]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> int:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "count": len(ordered),
+        "min": ordered[0],
+        "p10": at(0.10),
+        "median": statistics.median(ordered),
+        "p90": at(0.90),
+        "max": ordered[-1],
+        "mean": round(statistics.fmean(ordered), 2),
+    }
+
+
+class _Spend:
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        self.unpriced_rows = 0
+
+    def add(self, prompt: int, completion: int, cost: float | None) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        if cost is None:
+            self.unpriced_rows += 1
+        else:
+            self.cost_usd += cost
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "unpriced_rows": self.unpriced_rows,
+        }
+
+
+def compute_stats(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    status: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    entered: Counter[str] = Counter()
+    passed: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
+    lengths: dict[str, list[int]] = {"instruction_a": [], "instruction_b": []}
+    agree_judgments = judgments = agree_pairs = judged_pairs = 0
+    pending_validation = 0
+    generator, judge = _Spend(), _Spend()
+    for row in iter_runs(run_dirs):
+        status[row.status] += 1
+        modes[row.mode] += 1
+        families = [reason_family(r) for r in row.reasons]
+        reasons.update(families)
+        failed_at = {_stage_of(r) for r in row.reasons}
+        for stage in STAGES:
+            if stage in row.stages:
+                entered[stage] += 1
+                passed[stage] += stage not in failed_at
+        if row.status == "kept" and "rules" not in row.stages:
+            pending_validation += 1
+        if row.verdicts:
+            judged_pairs += 1
+            agreed = [v.relevant == EXPECTED[(v.view, v.doc)] for v in row.verdicts]
+            judgments += len(agreed)
+            agree_judgments += sum(agreed)
+            agree_pairs += len(agreed) == 4 and all(agreed)
+        if row.status == "kept":
+            _lengths(row, lengths)
+        prov = row.provenance
+        if not prov.cached:
+            generator.add(prov.usage.prompt_tokens, prov.usage.completion_tokens, prov.cost_usd)
+        if prov.judge_usage is not None:
+            judge.add(
+                prov.judge_usage.prompt_tokens,
+                prov.judge_usage.completion_tokens,
+                prov.judge_cost_usd,
+            )
+    total = sum(status.values())
+    return {
+        "runs": [str(d) for d in run_dirs],
+        "rows": total,
+        "status": dict(status),
+        "modes": dict(modes),
+        "reasons": dict(reasons.most_common()),
+        "stages": {
+            stage: {
+                "entered": entered[stage],
+                "passed": passed[stage],
+                "acceptance": round(passed[stage] / entered[stage], 4) if entered[stage] else None,
+            }
+            for stage in STAGES
+        },
+        "pending_validation": pending_validation,
+        "judge_agreement": {
+            "pairs_judged": judged_pairs,
+            "pairs_all_four_agree": agree_pairs,
+            "pair_agreement": round(agree_pairs / judged_pairs, 4) if judged_pairs else None,
+            "judgment_agreement": round(agree_judgments / judgments, 4) if judgments else None,
+        },
+        "instruction_words_kept": {k: _distribution(v) for k, v in lengths.items()},
+        "generator": generator.as_dict(),
+        "judge": judge.as_dict(),
+    }
+
+
+def _lengths(row: DualView, lengths: dict[str, list[int]]) -> None:
+    for name in lengths:
+        text = getattr(row, name) or ""
+        lengths[name].append(len(_WORD.findall(text)))

@@ -1,0 +1,145 @@
+"""What a person sees for `dvsynth validate` and `dvsynth stats`: a progress bar and tables.
+
+Kept apart from the validate stage and the stats computation, which return plain data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dvsynth.reporting import format_cost
+from dvsynth.schema import DualView
+from dvsynth.validate_run import ValidateStats
+
+
+class ValidateReporter:
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.console = Console(stderr=True)
+        self.out = Console()
+        self.started = time.perf_counter()
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> ValidateReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def on_notice(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    def on_start(self, pending: int) -> None:
+        self.started = time.perf_counter()
+        if self.quiet:
+            return
+        self.progress = Progress(
+            TextColumn("validate"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rules -{task.fields[rules]} judge -{task.fields[judge]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("validate", total=pending, rules=0, judge=0)
+
+    def on_row(self, row: DualView, stats: ValidateStats) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                self.task,
+                completed=stats.validated,
+                rules=stats.rejected_by_rules,
+                judge=stats.rejected_by_judge,
+            )
+
+    def summary(self, stats: ValidateStats) -> None:
+        self.__exit__()
+        elapsed = time.perf_counter() - self.started
+        dedup = stats.dedup_exact + stats.dedup_near
+        if self.quiet:
+            self.out.print(
+                f"validated {stats.validated} rows in {elapsed:.1f}s: "
+                f"{stats.rejected_by_rules} failed rules, {stats.rejected_by_judge} failed the "
+                f"judge; {stats.kept} kept after dedup ({dedup} duplicates)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return
+        table = Table(title="dvsynth validate", show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("validated now", f"{stats.validated} rows in {elapsed:.1f}s")
+        table.add_row("rejected by rules", str(stats.rejected_by_rules))
+        table.add_row("rejected by the judge", str(stats.rejected_by_judge))
+        table.add_row("duplicates", f"{stats.dedup_exact} exact, {stats.dedup_near} near")
+        table.add_row("kept (all runs)", str(stats.kept))
+        for reason, count in stats.reasons.most_common(15):
+            table.add_row(f"  {reason}", str(count))
+        table.add_row(
+            "judge tokens",
+            f"{stats.judge_prompt_tokens:,} prompt + {stats.judge_completion_tokens:,} "
+            f"completion ({stats.cached_calls} calls from cache)",
+        )
+        table.add_row("judge cost", format_cost(stats.judge_cost_usd, stats.judge_cost_unknown))
+        self.out.print(table)
+
+
+def print_stats(data: dict[str, Any], console: Console) -> None:
+    """The `compute_stats` dict as tables."""
+    table = Table(title=f"dvsynth stats: {', '.join(data['runs'])}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    status = data["status"]
+    table.add_row(
+        "rows",
+        f"{data['rows']} ({status.get('kept', 0)} kept, {status.get('rejected', 0)} rejected)",
+    )
+    table.add_row("modes", ", ".join(f"{k} {v}" for k, v in sorted(data["modes"].items())))
+    if data["pending_validation"]:
+        table.add_row("not validated yet", str(data["pending_validation"]))
+    for stage, numbers in data["stages"].items():
+        if numbers["entered"]:
+            table.add_row(
+                f"stage {stage}",
+                f"{numbers['passed']} / {numbers['entered']} passed "
+                f"({100 * numbers['acceptance']:.1f}%)",
+            )
+    agreement = data["judge_agreement"]
+    if agreement["pairs_judged"]:
+        table.add_row(
+            "judge agrees with generator",
+            f"{100 * agreement['pair_agreement']:.1f}% of pairs (all 4 judgments), "
+            f"{100 * agreement['judgment_agreement']:.1f}% of judgments",
+        )
+    for name, dist in data["instruction_words_kept"].items():
+        if dist:
+            table.add_row(
+                f"{name} words (kept)",
+                f"median {dist['median']:g}, p10 {dist['p10']}, p90 {dist['p90']}, "
+                f"min {dist['min']}, max {dist['max']}",
+            )
+    for who in ("generator", "judge"):
+        spend = data[who]
+        if spend["prompt_tokens"] or spend["completion_tokens"]:
+            table.add_row(
+                f"{who} tokens",
+                f"{spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion, "
+                f"cost {format_cost(spend['cost_usd'], spend['unpriced_rows'])}",
+            )
+    console.print(table)
+    if data["reasons"]:
+        reasons = Table(title="rejections by reason")
+        reasons.add_column("reason")
+        reasons.add_column("rows", justify="right")
+        for reason, count in data["reasons"].items():
+            reasons.add_row(reason, str(count))
+        console.print(reasons)
