@@ -195,12 +195,7 @@ def generate(
                 runs=[prepared.run_dir],
                 judge_model=judge_model,
                 judge_api_base=api_base if _same_provider(judge_model, model) else None,
-                concurrency=config.concurrency,
-                timeout=timeout,
-                max_retries=max_retries,
-                rpm=rpm,
-                tpm=tpm,
-                transport=transport,
+                **config.client_options(),
             ),
             quiet,
         )
@@ -460,6 +455,93 @@ def push_command(
             f"pushed {plan.repo} {plan.tag}: load_dataset('{plan.repo}', 'triplets', "
             f"revision='{plan.tag}')"
         )
+
+
+@app.command("calibrate")
+def calibrate_command(
+    judge_model: Annotated[
+        str | None, typer.Option(help="The judge to calibrate (any litellm model).")
+    ] = None,
+    gold: Annotated[
+        Path | None,
+        typer.Option(help="Gold pairs JSONL (default: the bundled sample gold set)."),
+    ] = None,
+    judge: Annotated[
+        bool, typer.Option("--judge/--no-judge", help="--no-judge: score the rules alone.")
+    ] = True,
+    judge_api_base: Annotated[
+        str | None, typer.Option(help="Base URL of an OpenAI-compatible judge server.")
+    ] = None,
+    judge_threshold: Annotated[float, typer.Option(help="P(yes) for 'relevant'.")] = 0.5,
+    judge_logprobs: Annotated[bool, typer.Option(help="Ask for log-probabilities.")] = True,
+    judge_prompt: Annotated[
+        str | None, typer.Option(help="A Jinja template replacing the bundled judge prompt.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Pairs judged at once.")] = 8,
+    timeout: Annotated[float, typer.Option(help="Seconds per judge call.", min=0.1)] = 300.0,
+    max_retries: Annotated[int, typer.Option(help="Retries of a transient fault.", min=0)] = 4,
+    transport: Annotated[str, typer.Option(help="auto | litellm | http.")] = "auto",
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score the rules and a judge on gold pairs and their labelled corrupt variants."""
+    import json
+
+    from dvsynth.calibrate import calibrate, default_gold
+    from dvsynth.gold import read_gold
+    from dvsynth.validate_run import ValidateConfig
+
+    if judge and not judge_model:
+        raise UserError("--judge-model: required (or --no-judge to score the rules alone)")
+    pairs = list(read_gold(gold or default_gold()))
+    config = ValidateConfig(
+        runs=[],
+        judge=judge,
+        judge_model=judge_model,
+        judge_api_base=judge_api_base,
+        judge_threshold=_between(judge_threshold, "--judge-threshold"),
+        judge_logprobs=judge_logprobs,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+        transport=transport,
+        **({"judge_prompt": judge_prompt} if judge_prompt else {}),
+    )
+    result = calibrate(pairs, config)
+    if json_output:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from dvsynth.validate_report import print_calibration
+
+    print_calibration(result, Console())
+
+
+@app.command("eval-retriever")
+def eval_retriever_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="sentence-transformers model name or path (default: bundled MiniLM)."),
+    ] = None,
+    gold: Annotated[
+        Path | None,
+        typer.Option(help="Gold pairs JSONL (default: the bundled sample gold set)."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Does a retriever follow instructions? Per-view and dual accuracy, p-MRR on gold."""
+    import json
+
+    from dvsynth.calibrate import default_gold
+    from dvsynth.eval_retriever import evaluate_pairs, sentence_transformer_scorer, summarize
+    from dvsynth.gold import read_gold
+
+    pairs = list(read_gold(gold or default_gold()))
+    summary = summarize(evaluate_pairs(pairs, sentence_transformer_scorer(model)))
+    summary["model"] = model or "all-MiniLM-L6-v2 (bundled)"
+    if json_output:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key:>16}: {value}")
 
 
 @app.command()

@@ -164,16 +164,29 @@ class RunStore:
 
     # ------------------------------------------------------------------ validation
 
-    def iter_pending_validation(self, settings: str) -> Iterator[tuple[int, DualView]]:
-        """Generate-kept rows not yet validated under `settings`, with their ordinal."""
-        cursor = self._db.execute(
-            "SELECT r.ordinal, r.record FROM rows r WHERE r.status = 'kept' AND NOT EXISTS "
-            "(SELECT 1 FROM validated v WHERE v.seed_id = r.seed_id AND v.settings = ?) "
-            "ORDER BY r.ordinal, r.seed_id",
-            (settings,),
-        )
-        for ordinal, record in cursor.fetchall():
-            yield ordinal, DualView.model_validate_json(record)
+    _PENDING = (
+        "FROM rows r WHERE r.status = 'kept' AND NOT EXISTS "
+        "(SELECT 1 FROM validated v WHERE v.seed_id = r.seed_id AND v.settings = ?)"
+    )
+
+    def count_pending_validation(self, settings: str) -> int:
+        return self._db.execute(f"SELECT COUNT(*) {self._PENDING}", (settings,)).fetchone()[0]
+
+    def iter_pending_validation(self, settings: str, batch: int = 1000) -> Iterator[DualView]:
+        """Generate-kept rows not yet validated under `settings`, streamed in batches
+        (keyset pagination, so rows validated meanwhile never shift the window)."""
+        last: tuple[int, str] = (-1, "")
+        while True:
+            rows = self._db.execute(
+                f"SELECT r.ordinal, r.seed_id, r.record {self._PENDING} "
+                "AND (r.ordinal, r.seed_id) > (?, ?) ORDER BY r.ordinal, r.seed_id LIMIT ?",
+                (settings, *last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for ordinal, seed_id, record in rows:
+                last = (ordinal, seed_id)
+                yield DualView.model_validate_json(record)
 
     def put_validated(self, row: DualView, settings: str) -> None:
         self._commit(
@@ -182,12 +195,16 @@ class RunStore:
             (row.seed_id, settings, row.model_dump_json()),
         )
 
-    def iter_validated(self, settings: str) -> Iterator[DualView]:
-        cursor = self._db.execute(
-            "SELECT record FROM validated WHERE settings = ? ORDER BY seed_id", (settings,)
+    def iter_kept_texts(self, settings: str) -> Iterator[tuple[str, str, str, str, str]]:
+        """(seed_id, pair_id, query, instruction_a, instruction_b) of rows kept by rules
+        and judge: what dedup compares, read without parsing whole records."""
+        yield from self._db.execute(
+            "SELECT seed_id, json_extract(record, '$.pair_id'), json_extract(record, '$.query'), "
+            "json_extract(record, '$.instruction_a'), json_extract(record, '$.instruction_b') "
+            "FROM validated WHERE settings = ? AND json_extract(record, '$.status') = 'kept' "
+            "ORDER BY seed_id",
+            (settings,),
         )
-        for (record,) in cursor:
-            yield DualView.model_validate_json(record)
 
     def set_dedup(self, settings: str, reasons: dict[str, str]) -> None:
         """Dedup's outcome for every validated row: a reason, or '' for a survivor."""

@@ -143,3 +143,33 @@ def print_stats(data: dict[str, Any], console: Console) -> None:
         for reason, count in data["reasons"].items():
             reasons.add_row(reason, str(count))
         console.print(reasons)
+
+
+def print_calibration(data: dict[str, Any], console: Console) -> None:
+    """The `calibrate` report as a table."""
+    table = Table(title=f"dvsynth calibrate: judge {data['judge_model']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    table.add_row(
+        "gold pairs / corrupt variants", f"{data['gold_pairs']} / {data['corrupt_variants']}"
+    )
+    table.add_row("keep precision", pct(data["keep_precision"]))
+    table.add_row("keep recall", pct(data["keep_recall"]))
+    table.add_row("false rejects on gold", pct(data["false_reject_rate"]))
+    table.add_row("corrupt variants rejected", pct(data["corrupt_recall"]))
+    for kind, numbers in data["recall_by_kind"].items():
+        table.add_row(
+            f"  {kind}",
+            f"{pct(numbers['recall'])} of {numbers['variants']} "
+            f"(rules {numbers['by_rules']}, judge {numbers['by_judge']})",
+        )
+    cost = data["judge_cost_usd"]
+    table.add_row(
+        "judge",
+        f"{data['judge_tokens']:,} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}",
+    )
+    console.print(table)

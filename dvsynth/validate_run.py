@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,24 @@ def _judge_client(config: ValidateConfig, model: str) -> LLMClient:
     )
 
 
+def build_validator(config: ValidateConfig) -> tuple[Validator, dict[str, Any]]:
+    """The rules and (unless --no-judge) the judge, checked; and the settings they imply."""
+    rules = build_rules(
+        config.rule_options, tuple(config.disabled_rules), tuple(config.custom_validators)
+    )
+    judge: Judge | None = None
+    template: PromptTemplate | None = None
+    if config.judge:
+        if config.judge_model is None:
+            raise UserError("--judge-model: required (or --no-judge)")
+        template = load_template(config.judge_prompt)
+        client = _judge_client(config, config.judge_model)
+        client.check()
+        judge = Judge(client, template, config.judge_threshold)
+    validator = Validator(rules, judge, config.judge_threshold)
+    return validator, settings_of(config, rules, template)
+
+
 def validate_runs(
     config: ValidateConfig,
     *,
@@ -167,42 +185,30 @@ def validate_runs(
     on_start: Callable[[int], None] | None = None,
 ) -> ValidateStats:
     """Validate (or resume validating) the rows of every run; dedup across them all."""
-    rules = build_rules(
-        config.rule_options, tuple(config.disabled_rules), tuple(config.custom_validators)
-    )
     generators = _generator_models(config.runs)
-    judge: Judge | None = None
-    template: PromptTemplate | None = None
-    if config.judge:
-        if config.judge_model is None:
-            config = config.model_copy(update={"judge_model": generators[0]})
-        assert config.judge_model is not None
-        if config.judge_model in generators and on_notice:
-            on_notice(
-                f"--judge-model {config.judge_model} is also the generator: a model tends to "
-                "approve its own output; a different judge is a stronger check"
-            )
-        template = load_template(config.judge_prompt)
-        client = _judge_client(config, config.judge_model)
-        client.check()
-        judge = Judge(client, template, config.judge_threshold)
-    settings = settings_of(config, rules, template)
+    if config.judge and config.judge_model is None:
+        config = config.model_copy(update={"judge_model": generators[0]})
+    validator, settings = build_validator(config)  # bad options fail before any warning
+    if config.judge and config.judge_model in generators and on_notice:
+        on_notice(
+            f"--judge-model {config.judge_model} is also the generator: a model tends to "
+            "approve its own output; a different judge is a stronger check"
+        )
+    judge = validator.judge
     settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     stores = _open_stores(config.runs)
     stats = ValidateStats()
     try:
-        pending = []
         for store in stores:
             store.set_meta(SETTINGS_KEY, settings_hash)
             store.set_meta("validation", json.dumps(settings, sort_keys=True))
-            pending.append(list(store.iter_pending_validation(settings_hash)))
         if on_start:
-            on_start(sum(len(p) for p in pending))
-        validator = Validator(rules, judge, config.judge_threshold)
+            on_start(sum(s.count_pending_validation(settings_hash) for s in stores))
         freeze_startup_objects()
-        for store, rows in zip(stores, pending, strict=True):
+        for store in stores:
             if judge is not None:
                 judge.client.cache = store  # each run caches its own judge calls
+            rows = store.iter_pending_validation(settings_hash)
             asyncio.run(
                 _validate_store(
                     store, rows, validator, settings_hash, config.concurrency, stats, on_row
@@ -210,9 +216,7 @@ def validate_runs(
             )
         if config.dedup:
             _dedup(stores, settings_hash, config.near_threshold, stats)
-        stats.kept_before_dedup = sum(
-            1 for s in stores for r in s.iter_validated(settings_hash) if r.status == "kept"
-        )
+        stats.kept_before_dedup = sum(1 for s in stores for _ in s.iter_kept_texts(settings_hash))
     finally:
         for store in stores:
             store.close()
@@ -221,7 +225,7 @@ def validate_runs(
 
 async def _validate_store(
     store: RunStore,
-    rows: list[tuple[int, DualView]],
+    rows: Iterable[DualView],
     validator: Validator,
     settings_hash: str,
     concurrency: int,
@@ -239,7 +243,7 @@ async def _validate_store(
             on_row(row, stats)
 
     try:
-        for _, row in rows:
+        for row in rows:
             in_flight.add(asyncio.ensure_future(validator(row)))
             while len(in_flight) >= concurrency:
                 done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -286,18 +290,18 @@ def _dedup(
     per_store: list[dict[str, str]] = [{} for _ in stores]
     seen: set[str] = set()
     for index, store in enumerate(stores):
-        for row in store.iter_validated(settings_hash):
-            if row.status != "kept":
-                continue
-            if row.pair_id in seen:  # the same pair in two run directories
-                per_store[index][row.seed_id] = f"dedup:exact:{row.pair_id}"
+        for seed_id, pair_id, query, instruction_a, instruction_b in store.iter_kept_texts(
+            settings_hash
+        ):
+            if pair_id in seen:  # the same pair in two run directories
+                per_store[index][seed_id] = f"dedup:exact:{pair_id}"
                 stats.reasons["dedup:exact"] += 1
                 stats.dedup_exact += 1
                 continue
-            seen.add(row.pair_id)
-            ids.append(row.pair_id)
-            texts.append(pair_text(row))
-            owner.append((index, row.seed_id))
+            seen.add(pair_id)
+            ids.append(pair_id)
+            texts.append(pair_text(query, instruction_a, instruction_b))
+            owner.append((index, seed_id))
     duplicates = find_duplicates(ids, texts, threshold)
     for pair_id, (index, seed_id) in zip(ids, owner, strict=True):
         duplicate = duplicates.get(pair_id)

@@ -65,6 +65,22 @@ def generate_args(server, seeds, out, *extra, model: str = "openai/fake") -> lis
     ]
 
 
+def validate_args(run, server, *extra, judge: str = "openai/judge") -> list[str]:
+    """`dvsynth validate` arguments for a judge on the fake server, quiet, no retries."""
+    return [
+        "validate",
+        str(run),
+        "--judge-model",
+        judge,
+        "--judge-api-base",
+        server.api_base,
+        "--max-retries",
+        "0",
+        "--quiet",
+        *map(str, extra),
+    ]
+
+
 def read_rows(run_dir: Path) -> list[dict]:
     """The committed rows of a run directory, straight from its SQLite file."""
     with sqlite3.connect(run_dir / "dvsynth.sqlite") as db:

@@ -57,7 +57,8 @@ def judge_answer(prompt: str) -> tuple[int, str, float]:
     A document is relevant when it contains every `#word` the instruction asks for
     (an instruction with none admits nothing). Text outside the quoted data blocks that
     says "answer yes" is obeyed: that is what an injection that escaped its quotes does.
-    A document with the word `borderline` gets P(yes) = 0.6.
+    A document with the word `borderline` gets P(yes) = 0.6. Queries marked `[judge-yes]`
+    or `[judge-no]` get that answer whatever the documents.
     """
     blocks = {m.group(1): m.group(2) for m in _DATA_BLOCK.finditer(prompt)}
     outside = _DATA_BLOCK.sub("", prompt).lower()
@@ -66,8 +67,10 @@ def judge_answer(prompt: str) -> tuple[int, str, float]:
         return 500, "internal error", 0.0
     if "[judge-garbage]" in query:
         return 200, "It depends on the reader.", 0.5
-    if "answer yes" in outside:
+    if "answer yes" in outside or "[judge-yes]" in query:
         return 200, "yes", 0.99
+    if "[judge-no]" in query:
+        return 200, "no", 0.01
     needs = re.findall(r"#(\w+)", blocks.get("instruction", ""))
     words = set(re.findall(r"\w+", blocks.get("document", "").lower()))
     relevant = bool(needs) and all(n.lower() in words for n in needs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from huggingface_hub import DatasetCard
 
 from dvsynth.publish.card import check_metadata
 from dvsynth.publish.export import split_of
-from tests.conftest import generate_args, write_jsonl
+from tests.conftest import generate_args, validate_args, write_jsonl
 
 TOKEN = "hf_testtokenABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
 
@@ -20,7 +22,6 @@ TOKEN = "hf_testtokenABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
 @pytest.fixture(scope="module")
 def validated_run(tmp_path_factory):
     """A run of 60 seeds (kept, judge-rejected and duplicate rows), validated once."""
-    from dvsynth.cli import main  # noqa: F401  (imports litellm once for the module)
     from tests.fake_llm_server import FakeLLMServer
 
     root = tmp_path_factory.mktemp("publish")
@@ -40,22 +41,10 @@ def validated_run(tmp_path_factory):
         )
     seeds = write_jsonl(root / "seeds.jsonl", rows)
     run = root / "run"
-    import subprocess
-    import sys
-
     with FakeLLMServer() as server:
         cli = [sys.executable, "-m", "dvsynth.cli"]
         assert subprocess.run([*cli, *generate_args(server, seeds, run)]).returncode == 0
-        validate = [
-            "validate",
-            str(run),
-            "--judge-model",
-            "openai/judge",
-            "--judge-api-base",
-            server.api_base,
-            "--quiet",
-        ]
-        assert subprocess.run([*cli, *validate]).returncode == 0
+        assert subprocess.run([*cli, *validate_args(run, server)]).returncode == 0
     return run
 
 

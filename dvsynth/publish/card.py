@@ -146,7 +146,9 @@ def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
     if judge:
         text = (
             f"rules {rules}; LLM judge `{judge['model']}` (prompt `{judge['prompt']}`, "
-            f"4 pointwise judgments per pair, P(yes) threshold {judge['threshold']}); "
+            f"4 pointwise judgments per pair, P(yes) threshold {judge['threshold']} where "
+            f"log-probabilities were {'requested' if judge.get('logprobs') else 'not used'}, "
+            f"temperature 0, max tokens {judge.get('max_tokens')}); "
             "exact and near-duplicate removal"
         )
         return text, {judge["prompt"]: judge["prompt_sha256"]}
@@ -255,6 +257,7 @@ def build_card(run_dirs: Sequence[Path], report: ExportReport, options: CardOpti
             "research use); check them before you use or redistribute this dataset."
         ),
         seed_citation=options.seed_citation,
+        seed_dataset=options.seed_dataset,
         history=history,
     )
     check_metadata(card)

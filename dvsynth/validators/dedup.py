@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import fuzz
 
-from dvsynth.schema import DualView
 from dvsynth.validators.rules import normalize
 
 # 24 bands of 4 rows: a pair with Jaccard 0.64 (one word changed in a 12-word text)
@@ -31,6 +30,7 @@ ROWS_PER_BAND = 4
 SMALL_BUCKET = 8
 NUM_PERM = NUM_BANDS * ROWS_PER_BAND
 BATCH = 50_000
+VERIFY_CHUNK = 100_000
 _MASK = np.uint64(0xFFFFFFFF)
 
 
@@ -44,8 +44,9 @@ class Duplicate:
         return f"dedup:{self.kind}:{self.survivor}"
 
 
-def pair_text(row: DualView) -> str:
-    return " | ".join((row.query, row.instruction_a or "", row.instruction_b or ""))
+def pair_text(query: str, instruction_a: str | None, instruction_b: str | None) -> str:
+    """What dedup compares for a pair: its query and both instructions."""
+    return " | ".join((query, instruction_a or "", instruction_b or ""))
 
 
 def _permutations(seed: int = 20260427) -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +118,13 @@ def _candidate_pairs(keys: np.ndarray) -> np.ndarray:
         found.append(np.stack([leaders, order[large]], axis=1))
     if not found:
         return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found)
+    pairs = np.concatenate(found).astype(np.int64)
+    del found
     pairs.sort(axis=1)
-    return np.unique(pairs, axis=0)
+    # One int64 per pair (left * n + right) dedups far cheaper than np.unique(axis=0).
+    n = keys.shape[0]
+    flat = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    return np.stack([flat // n, flat % n], axis=1)
 
 
 class _Clusters:
@@ -160,12 +165,15 @@ def find_duplicates(
         return duplicates
     keys = band_keys([normalized[i] for i in unique])
     clusters = _Clusters(len(unique))
-    for left, right in _candidate_pairs(keys).tolist():
-        if clusters.find(left) == clusters.find(right):
-            continue
-        a, b = normalized[unique[left]], normalized[unique[right]]
-        if fuzz.ratio(a, b, score_cutoff=threshold):
-            clusters.union(left, right)
+    candidates = _candidate_pairs(keys)
+    del keys
+    for start in range(0, len(candidates), VERIFY_CHUNK):  # small Python lists at a time
+        for left, right in candidates[start : start + VERIFY_CHUNK].tolist():
+            if clusters.find(left) == clusters.find(right):
+                continue
+            a, b = normalized[unique[left]], normalized[unique[right]]
+            if fuzz.ratio(a, b, score_cutoff=threshold):
+                clusters.union(left, right)
     for position, index in enumerate(unique):
         root = clusters.find(position)
         if root != position:
