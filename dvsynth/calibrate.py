@@ -18,7 +18,9 @@ from typing import Any
 
 from dvsynth.gold import CORRUPT_KINDS, GoldPair
 from dvsynth.llm.client import ResponseCache
+from dvsynth.pipeline import bounded_map
 from dvsynth.validate_run import ValidateConfig, Validator, build_validator
+from dvsynth.validators.judge import JudgeOutcome
 
 
 @dataclass
@@ -53,11 +55,9 @@ def cases_of(pairs: Sequence[GoldPair]) -> list[tuple[Case, Any]]:
 async def _run(
     items: list[tuple[Case, Any]], validator: Validator, concurrency: int, totals: Counter
 ) -> None:
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def one(case: Case, row) -> None:
-        async with semaphore:
-            checked, outcome = await validator(row)
+    def finished(item: tuple[Case, Any], result: tuple[Any, JudgeOutcome | None]) -> None:
+        case, _ = item
+        checked, outcome = result
         case.kept = checked.status == "kept"
         case.reasons = tuple(checked.reasons)
         if not case.kept:
@@ -71,7 +71,7 @@ async def _run(
                 totals["cost_usd_micro"] += round(outcome.cost_usd * 1e6)
 
     try:
-        await asyncio.gather(*(one(case, row) for case, row in items))
+        await bounded_map(items, lambda item: validator(item[1]), concurrency, finished)
     finally:
         if validator.judge is not None:
             await validator.judge.client.aclose()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dvsynth.errors import UserError
 from dvsynth.schema import DualView, Seed, SeedError
@@ -61,6 +62,8 @@ class RunStats:
 
 
 Stage = Callable[[Seed], Awaitable[DualView]]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def freeze_startup_objects() -> None:
@@ -72,6 +75,42 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+async def bounded_map(
+    items: Iterable[T],
+    work: Callable[[T], Awaitable[R]],
+    concurrency: int,
+    on_done: Callable[[T, R], None],
+) -> None:
+    """`work(item)` for every item, at most `concurrency` at once; `on_done(item, result)`
+    as each finishes. Items are pulled lazily, so a stream of any length fits in memory.
+
+    An error from `work` (or from the iterator) cancels what is in flight; results that
+    finished meanwhile still reach `on_done`, so a fatal error or an interrupt loses
+    nothing that was done.
+    """
+    in_flight: dict[asyncio.Task[R], T] = {}
+
+    async def drain(below: int) -> None:
+        while len(in_flight) >= below and in_flight:
+            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                on_done(in_flight.pop(task), task.result())  # an error propagates here
+
+    try:
+        for item in items:
+            in_flight[asyncio.ensure_future(work(item))] = item
+            await drain(concurrency)
+        await drain(1)
+    finally:
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+            for item, result in zip(list(in_flight.values()), results, strict=True):
+                if not isinstance(result, BaseException):
+                    on_done(item, result)
 
 
 async def run_stage(
@@ -89,23 +128,10 @@ async def run_stage(
     """Apply `stage` to every seed not yet in `store`; return what this invocation did."""
     stats = RunStats()
     spent_before = store.total_cost() if max_cost is not None else 0.0
-    in_flight: dict[asyncio.Task[DualView], tuple[str, int]] = {}
-    claimed: set[str] = set()
+    claimed: set[str] = set()  # seed ids in flight
 
-    async def drain(wait_for: int) -> None:
-        """Store finished rows until fewer than `wait_for` tasks are in flight."""
-        while len(in_flight) >= wait_for and in_flight:
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                seed_id, ordinal = in_flight.pop(task)
-                row = task.result()  # a fatal error propagates from here
-                store.put_row(row, ordinal)
-                claimed.discard(seed_id)
-                stats.add(row)
-                if on_row:
-                    on_row(row, stats)
-
-    try:
+    def to_start() -> Iterator[tuple[Seed, int]]:
+        """The seeds to generate, with their ordinal; counts what it skips."""
         for item in seeds:
             if isinstance(item, SeedError):
                 store.put_seed_error(item)
@@ -116,10 +142,10 @@ async def run_stage(
                     on_bad_seed(item)
                 continue
             if limit is not None and stats.seeds_seen >= limit:
-                break
+                return
             if max_cost is not None and spent_before + stats.cost_usd >= max_cost:
                 stats.stopped_by_cost = True
-                break
+                return
             ordinal = stats.seeds_seen
             stats.seeds_seen += 1
             if item.seed_id in claimed:
@@ -129,16 +155,15 @@ async def run_stage(
                 stats.already_done += 1
                 continue
             claimed.add(item.seed_id)
-            in_flight[asyncio.ensure_future(stage(item))] = (item.seed_id, ordinal)
-            await drain(concurrency)
-        await drain(1)
-    finally:
-        # On a fatal error or interrupt, keep what finished; abandon the rest cleanly.
-        for task in in_flight:
-            task.cancel()
-        if in_flight:
-            results = await asyncio.gather(*in_flight, return_exceptions=True)
-            for task, result in zip(list(in_flight), results, strict=True):
-                if isinstance(result, DualView):
-                    store.put_row(result, in_flight[task][1])
+            yield item, ordinal
+
+    def finished(item: tuple[Seed, int], row: DualView) -> None:
+        seed, ordinal = item
+        store.put_row(row, ordinal)
+        claimed.discard(seed.seed_id)
+        stats.add(row)
+        if on_row:
+            on_row(row, stats)
+
+    await bounded_map(to_start(), lambda item: stage(item[0]), concurrency, finished)
     return stats

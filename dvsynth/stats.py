@@ -76,71 +76,91 @@ class _Spend:
         }
 
 
-def compute_stats(run_dirs: Sequence[Path]) -> dict[str, Any]:
-    status: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    entered: Counter[str] = Counter()
-    passed: Counter[str] = Counter()
-    modes: Counter[str] = Counter()
-    lengths: dict[str, list[int]] = {"instruction_a": [], "instruction_b": []}
-    agree_judgments = judgments = agree_pairs = judged_pairs = 0
-    pending_validation = 0
-    generator, judge = _Spend(), _Spend()
-    for row in iter_runs(run_dirs):
-        status[row.status] += 1
-        modes[row.mode] += 1
-        families = [reason_family(r) for r in row.reasons]
-        reasons.update(families)
+class StatsCollector:
+    """The counts of `dvsynth stats`, fed one row at a time, so an export that already
+    streams the rows gets them in the same pass."""
+
+    def __init__(self) -> None:
+        self.status: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.entered: Counter[str] = Counter()
+        self.passed: Counter[str] = Counter()
+        self.modes: Counter[str] = Counter()
+        self.lengths: dict[str, list[int]] = {"instruction_a": [], "instruction_b": []}
+        self.agree_judgments = self.judgments = self.agree_pairs = self.judged_pairs = 0
+        self.pending_validation = 0
+        self.generator, self.judge = _Spend(), _Spend()
+
+    def add(self, row: DualView) -> None:
+        self.status[row.status] += 1
+        self.modes[row.mode] += 1
+        self.reasons.update(reason_family(r) for r in row.reasons)
         failed_at = {_stage_of(r) for r in row.reasons}
         for stage in STAGES:
             if stage in row.stages:
-                entered[stage] += 1
-                passed[stage] += stage not in failed_at
+                self.entered[stage] += 1
+                self.passed[stage] += stage not in failed_at
         if row.status == "kept" and "rules" not in row.stages:
-            pending_validation += 1
+            self.pending_validation += 1
         if row.verdicts:
-            judged_pairs += 1
+            self.judged_pairs += 1
             agreed = [v.relevant == EXPECTED[(v.view, v.doc)] for v in row.verdicts]
-            judgments += len(agreed)
-            agree_judgments += sum(agreed)
-            agree_pairs += len(agreed) == 4 and all(agreed)
+            self.judgments += len(agreed)
+            self.agree_judgments += sum(agreed)
+            self.agree_pairs += len(agreed) == 4 and all(agreed)
         if row.status == "kept":
-            _lengths(row, lengths)
+            _lengths(row, self.lengths)
         prov = row.provenance
         if not prov.cached:
-            generator.add(prov.usage.prompt_tokens, prov.usage.completion_tokens, prov.cost_usd)
+            self.generator.add(
+                prov.usage.prompt_tokens, prov.usage.completion_tokens, prov.cost_usd
+            )
         if prov.judge_usage is not None:
-            judge.add(
+            self.judge.add(
                 prov.judge_usage.prompt_tokens,
                 prov.judge_usage.completion_tokens,
                 prov.judge_cost_usd,
             )
-    total = sum(status.values())
-    return {
-        "runs": [str(d) for d in run_dirs],
-        "rows": total,
-        "status": dict(status),
-        "modes": dict(modes),
-        "reasons": dict(reasons.most_common()),
-        "stages": {
-            stage: {
-                "entered": entered[stage],
-                "passed": passed[stage],
-                "acceptance": round(passed[stage] / entered[stage], 4) if entered[stage] else None,
-            }
-            for stage in STAGES
-        },
-        "pending_validation": pending_validation,
-        "judge_agreement": {
-            "pairs_judged": judged_pairs,
-            "pairs_all_four_agree": agree_pairs,
-            "pair_agreement": round(agree_pairs / judged_pairs, 4) if judged_pairs else None,
-            "judgment_agreement": round(agree_judgments / judgments, 4) if judgments else None,
-        },
-        "instruction_words_kept": {k: _distribution(v) for k, v in lengths.items()},
-        "generator": generator.as_dict(),
-        "judge": judge.as_dict(),
-    }
+
+    def result(self, run_dirs: Sequence[Path]) -> dict[str, Any]:
+        entered, passed = self.entered, self.passed
+        judged, judgments = self.judged_pairs, self.judgments
+        return {
+            "runs": [str(d) for d in run_dirs],
+            "rows": sum(self.status.values()),
+            "status": dict(self.status),
+            "modes": dict(self.modes),
+            "reasons": dict(self.reasons.most_common()),
+            "stages": {
+                stage: {
+                    "entered": entered[stage],
+                    "passed": passed[stage],
+                    "acceptance": round(passed[stage] / entered[stage], 4)
+                    if entered[stage]
+                    else None,
+                }
+                for stage in STAGES
+            },
+            "pending_validation": self.pending_validation,
+            "judge_agreement": {
+                "pairs_judged": judged,
+                "pairs_all_four_agree": self.agree_pairs,
+                "pair_agreement": round(self.agree_pairs / judged, 4) if judged else None,
+                "judgment_agreement": round(self.agree_judgments / judgments, 4)
+                if judgments
+                else None,
+            },
+            "instruction_words_kept": {k: _distribution(v) for k, v in self.lengths.items()},
+            "generator": self.generator.as_dict(),
+            "judge": self.judge.as_dict(),
+        }
+
+
+def compute_stats(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    collector = StatsCollector()
+    for row in iter_runs(run_dirs):
+        collector.add(row)
+    return collector.result(run_dirs)
 
 
 def _lengths(row: DualView, lengths: dict[str, list[int]]) -> None:

@@ -25,7 +25,7 @@ from pydantic import Field
 from dvsynth.config import CallSettings
 from dvsynth.errors import UserError
 from dvsynth.llm.client import LLMClient
-from dvsynth.pipeline import freeze_startup_objects
+from dvsynth.pipeline import bounded_map, freeze_startup_objects
 from dvsynth.prompts import DEFAULT_JUDGE_PROMPT, PromptTemplate, load_template
 from dvsynth.schema import DualView, Usage
 from dvsynth.store import RunStore, read_manifest
@@ -55,7 +55,6 @@ class ValidateConfig(CallSettings):
 @dataclass
 class ValidateStats:
     validated: int = 0
-    already_done: int = 0
     kept_before_dedup: int = 0
     rejected_by_rules: int = 0
     rejected_by_judge: int = 0
@@ -79,7 +78,6 @@ class Validator:
 
     rules: list[Rule]
     judge: Judge | None
-    threshold: float
 
     async def __call__(self, row: DualView) -> tuple[DualView, JudgeOutcome | None]:
         row = row.model_copy(deep=True)
@@ -94,7 +92,7 @@ class Validator:
         prov.judge_model = self.judge.client.model
         prov.judge_prompt_name = self.judge.template.name
         prov.judge_prompt_sha256 = self.judge.template.sha256
-        prov.judge_threshold = self.threshold
+        prov.judge_threshold = self.judge.threshold
         prov.judge_usage = Usage(
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens
         )
@@ -173,8 +171,7 @@ def build_validator(config: ValidateConfig) -> tuple[Validator, dict[str, Any]]:
         client = _judge_client(config, config.judge_model)
         client.check()
         judge = Judge(client, template, config.judge_threshold)
-    validator = Validator(rules, judge, config.judge_threshold)
-    return validator, settings_of(config, rules, template)
+    return Validator(rules, judge), settings_of(config, rules, template)
 
 
 def validate_runs(
@@ -233,33 +230,17 @@ async def _validate_store(
     on_row: Callable[[DualView, ValidateStats], None] | None,
 ) -> None:
     """Validate `rows` with at most `concurrency` in flight, committing each as it ends."""
-    in_flight: set[asyncio.Task] = set()
 
-    def commit(task: asyncio.Task) -> None:
-        row, outcome = task.result()
+    def finished(_: DualView, result: tuple[DualView, JudgeOutcome | None]) -> None:
+        row, outcome = result
         store.put_validated(row, settings_hash)
         _count(stats, row, outcome)
         if on_row:
             on_row(row, stats)
 
     try:
-        for row in rows:
-            in_flight.add(asyncio.ensure_future(validator(row)))
-            while len(in_flight) >= concurrency:
-                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    in_flight.discard(task)
-                    commit(task)
-        while in_flight:
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                in_flight.discard(task)
-                commit(task)
+        await bounded_map(rows, validator, concurrency, finished)
     finally:
-        for task in in_flight:
-            task.cancel()
-        if in_flight:
-            await asyncio.gather(*in_flight, return_exceptions=True)
         if validator.judge is not None:
             await validator.judge.client.aclose()
 

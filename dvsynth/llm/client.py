@@ -143,10 +143,6 @@ class LLMClient:
         key = os.environ.get("OPENAI_API_KEY") or os.environ.get("HOSTED_VLLM_API_KEY")
         return OpenAIHTTPTransport(self.model, self.api_base, key, self.timeout)
 
-    @property
-    def transport(self) -> str:
-        return "http" if self._http is not None else "litellm"
-
     async def aclose(self) -> None:
         """Close pooled connections; call at the end of each event loop that used them."""
         if self._http is not None:
@@ -264,10 +260,17 @@ class LLMClient:
     async def _call(self, messages: list[dict[str, str]], extra: dict[str, Any]) -> Any:
         """One request, no retries of its own (litellm's and the OpenAI SDK's are off)."""
         if self._http is not None:
-            try:
-                return await asyncio.wait_for(self._http.chat(messages, self.params), self.timeout)
-            except asyncio.TimeoutError:
-                raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
+            call = self._http.chat(messages, self.params)
+        else:
+            call = self._litellm_call(messages, extra)
+        if self.is_local:
+            return await call  # a llama.cpp call cannot be interrupted; it has no timeout
+        try:
+            return await asyncio.wait_for(call, self.timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
+
+    def _litellm_call(self, messages: list[dict[str, str]], extra: dict[str, Any]) -> Any:
         kwargs: dict[str, Any] = dict(self.params)
         if extra:
             kwargs["extra_body"] = extra
@@ -275,7 +278,7 @@ class LLMClient:
             kwargs["api_base"] = self.api_base
             if not self.is_local:
                 kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
-        call = self._litellm.acompletion(
+        return self._litellm.acompletion(
             model=self.model,
             messages=messages,
             timeout=self.timeout,
@@ -283,12 +286,6 @@ class LLMClient:
             max_retries=0,
             **kwargs,
         )
-        if self.is_local:
-            return await call  # a llama.cpp call cannot be interrupted; it has no timeout
-        try:
-            return await asyncio.wait_for(call, self.timeout)
-        except asyncio.TimeoutError:
-            raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
 
     def _to_completion(self, response: Any) -> Completion:
         if isinstance(response, dict):
@@ -331,9 +328,7 @@ class LLMClient:
 
     def _priced(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """litellm's price for these token counts, or None when it has no price."""
-        if self._price_known is None:
-            self._price_known = self.price_known()
-        if not self._price_known:
+        if not self._has_price():
             return None
         try:
             prompt_cost, completion_cost = self._litellm.cost_per_token(
@@ -345,6 +340,12 @@ class LLMClient:
             return None
         return float(prompt_cost + completion_cost)
 
+    def _has_price(self) -> bool:
+        """`price_known()`, looked up once per client."""
+        if self._price_known is None:
+            self._price_known = self.price_known()
+        return self._price_known
+
     def _cost(self, response: Any) -> float | None:
         """The provider's price for this call, or None when litellm has no price for it.
 
@@ -353,9 +354,7 @@ class LLMClient:
         """
         if self.is_local:
             return 0.0
-        if self._price_known is None:
-            self._price_known = self.price_known()
-        if not self._price_known:
+        if not self._has_price():
             return None
         cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
         if cost is None:

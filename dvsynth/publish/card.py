@@ -23,7 +23,6 @@ from dvsynth.errors import UserError
 from dvsynth.publish.export import ExportReport, configs_metadata
 from dvsynth.reporting import format_cost
 from dvsynth.runs import iter_runs
-from dvsynth.stats import compute_stats
 from dvsynth.store import RunStore, read_manifest
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card" / "README.md.jinja"
@@ -178,9 +177,11 @@ def _clip(text: str, limit: int = 220) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
-def build_card(run_dirs: Sequence[Path], report: ExportReport, options: CardOptions) -> DatasetCard:
-    check_license(options.license)
-    stats = compute_stats(run_dirs)
+def build_card(
+    run_dirs: Sequence[Path], report: ExportReport, options: CardOptions, stats: dict[str, Any]
+) -> DatasetCard:
+    """The card for an export; `stats` is `compute_stats` of the same runs (the license was
+    checked by `check_license` before anything was written)."""
     generators, prompts, seeds = _generators(run_dirs)
     validation_text, judge_prompts = _validation(run_dirs)
     pairs = sum(report.rows.get("pairs", {}).values())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,23 +151,17 @@ def triplet_records(row: DualView) -> list[dict[str, Any]]:
     """View a then view b: the same pair, labels swapped."""
     negatives = [doc_text(d) for d in row.other_negatives]
     a, b = doc_text(row.doc_a), doc_text(row.doc_b)
+    views = (("a", row.instruction_a, a, b), ("b", row.instruction_b, b, a))
     return [
         {
-            "anchor": anchor(row.query, row.instruction_a),
-            "positive": a,
-            "negative": b,
+            "anchor": anchor(row.query, instruction),
+            "positive": positive,
+            "negative": negative,
             "negatives": negatives,
             "pair_id": row.pair_id,
-            "view": "a",
-        },
-        {
-            "anchor": anchor(row.query, row.instruction_b),
-            "positive": b,
-            "negative": a,
-            "negatives": negatives,
-            "pair_id": row.pair_id,
-            "view": "b",
-        },
+            "view": view,
+        }
+        for view, instruction, positive, negative in views
     ]
 
 
@@ -244,8 +238,14 @@ class ExportReport:
     queries: Counter[str] = field(default_factory=Counter)  # split -> distinct queries
 
 
-def write_data(run_dirs: Sequence[Path], out: Path, val_share: float) -> ExportReport:
-    """The parquet files of every config and split under `out` (emptied first)."""
+def write_data(
+    run_dirs: Sequence[Path],
+    out: Path,
+    val_share: float,
+    observe: Callable[[DualView], None] | None = None,
+) -> ExportReport:
+    """The parquet files of every config and split under `out` (emptied first); each
+    row also goes to `observe`, for what else wants the same pass (the card's counts)."""
     if not 0.0 <= val_share < 1.0:
         raise UserError(f"--val-share: {val_share:g} is not in [0, 1)")
     rows = iter_runs(run_dirs)  # checks every run before anything is written
@@ -256,6 +256,8 @@ def write_data(run_dirs: Sequence[Path], out: Path, val_share: float) -> ExportR
     seen_queries: dict[str, set[str]] = {s: set() for s in SPLITS}
     try:
         for row in _chain(first, rows):
+            if observe:
+                observe(row)
             split = split_of(row.query, val_share)
             if row.status == "kept":
                 writers[("pairs", split)].add(pair_record(row))
