@@ -90,15 +90,20 @@ def summarize(results: Sequence[PairResult]) -> dict[str, Any]:
     }
 
 
-def sentence_transformer_scorer(model_name: str | None, batch_size: int = 32) -> Scorer:
-    """Cosine similarity with a sentence-transformers model (default: bundled MiniLM)."""
-    from dvsynth.mine import load_embedder
-
-    model = load_embedder(model_name)
+def embedding_scorer(model, batch_size: int = 32) -> Scorer:
+    """Cosine similarity with a loaded sentence-transformers model; queries and documents
+    go through encode_query / encode_document, so a model's own prompts apply."""
 
     def score(queries: Sequence[str], docs: Sequence[str]):
-        q = model.encode(list(queries), batch_size=batch_size, normalize_embeddings=True)
-        d = model.encode(list(docs), batch_size=batch_size, normalize_embeddings=True)
+        q = model.encode_query(list(queries), batch_size=batch_size, normalize_embeddings=True)
+        d = model.encode_document(list(docs), batch_size=batch_size, normalize_embeddings=True)
         return q @ d.T
 
     return score
+
+
+def sentence_transformer_scorer(model_name: str | None, batch_size: int = 32) -> Scorer:
+    """embedding_scorer for a model name or path (default: the bundled MiniLM)."""
+    from dvsynth.mine import load_embedder
+
+    return embedding_scorer(load_embedder(model_name), batch_size)

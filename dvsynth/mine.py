@@ -130,8 +130,11 @@ def read_pairs(options: MineOptions, corpus: dict[str, Doc]) -> list[tuple[str, 
     return selected
 
 
-def load_embedder(name: str | None):
-    """The bundled all-MiniLM-L6-v2 by default, loaded from site-packages, offline."""
+def load_embedder(name: str | None, trust_remote_code: bool = False):
+    """The bundled all-MiniLM-L6-v2 by default, loaded from site-packages, offline.
+
+    trust_remote_code: for models that ship their own modelling code (the paper's
+    gte-multilingual-mlm-base); never on by default."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -150,9 +153,12 @@ def load_embedder(name: str | None):
     if Path(name).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no Hub lookups
     try:
-        return SentenceTransformer(name, device="cpu" if not _has_cuda() else None)
+        return SentenceTransformer(
+            name, device="cpu" if not _has_cuda() else None, trust_remote_code=trust_remote_code
+        )
     except Exception as exc:
-        raise UserError(f"--model {name}: cannot load ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"--model {name}: cannot load ({type(exc).__name__}: {first})") from None
 
 
 def _has_cuda() -> bool:

@@ -103,6 +103,25 @@ def test_export_loads_offline_for_every_config_and_split(
     assert "judge:view_a:doc_b_relevant" in reasons
 
 
+def test_baselines_read_an_export_folder(run_cli, validated_run, tmp_path, monkeypatch):
+    from baselines.pairs import load_pairs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "dataset"
+    assert export(run_cli, validated_run, out).code == 0
+    train = datasets.load_dataset(str(out), "pairs", split="train")
+    pairs = load_pairs(str(out), "train")
+    assert sorted(p.pair_id for p in pairs) == sorted(train["pair_id"])
+    row = {r["pair_id"]: r for r in train}[pairs[0].pair_id]
+    assert pairs[0].a.anchor == f"{row['query']} {row['instruction_a']}"
+    assert (pairs[0].a.positive, pairs[0].a.negative) == (pairs[0].b.negative, pairs[0].b.positive)
+    assert len(load_pairs(str(out), "validation")) + len(pairs) == len(
+        datasets.load_dataset(str(out), "pairs", split="train+validation")
+    )
+
+
 def test_same_run_exports_the_same_bytes(run_cli, validated_run, tmp_path):
     digests = []
     for name in ("one", "two"):
