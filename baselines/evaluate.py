@@ -126,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_gold:
             gold = args.gold or (MSMARCO_GOLD if MSMARCO_GOLD.exists() else BUNDLED_GOLD)
             pairs = list(read_gold(gold))
+        if gold is None and all(isinstance(v, str) for v in loaded.values()):
+            raise UserError("nothing to evaluate: no FollowIR subset could be read, and --no-gold")
         model = load_embedder(args.model, args.trust_remote_code)
         report: dict = {"model": args.model or "all-MiniLM-L6-v2 (bundled)"}
         if loaded:

@@ -68,15 +68,16 @@ def pairs_from_triplets(rows: Iterable[dict], source: str) -> list[TrainPair]:
     return pairs
 
 
-def load_pairs(source: str, split: str = "train") -> list[TrainPair]:
-    """Pairs from a gold JSONL file, a `dvsynth export` folder, or a Hub dataset id."""
+def load_pairs(source: str, split: str = "train", revision: str | None = None) -> list[TrainPair]:
+    """Pairs from a gold JSONL file, a `dvsynth export` folder, or a Hub dataset id (at
+    `revision`: a version tag such as v1.0.0 pins the data)."""
     path = Path(source)
     if path.suffix == ".jsonl" or path.is_file():
         return [pair_from_gold(g) for g in read_gold(path)]
     import datasets
 
     try:
-        rows = datasets.load_dataset(str(source), "triplets", split=split)
+        rows = datasets.load_dataset(str(source), "triplets", split=split, revision=revision)
     except Exception as exc:  # a missing folder, an unknown Hub id, no triplets config
         where = "folder" if path.exists() else "dataset"
         raise UserError(

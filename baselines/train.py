@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="export folder, Hub id, or gold JSONL")
     parser.add_argument("--split", default="train", help="split of an export folder or Hub id")
+    parser.add_argument("--revision", help="Hub dataset version, e.g. v1.0.0")
     parser.add_argument("--arm", choices=ARMS, default="dv")
     parser.add_argument("--out", required=True, type=Path, help="folder for the trained model")
     parser.add_argument("--model", help="model name or path (default: bundled MiniLM)")
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bf16=args.bf16,
     )
     try:
-        pairs = load_pairs(args.data, args.split)[: args.max_pairs]
+        pairs = load_pairs(args.data, args.split, args.revision)[: args.max_pairs]
         out = train(pairs, config, args.out, quiet=args.quiet)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

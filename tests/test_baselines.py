@@ -275,6 +275,8 @@ def test_evaluate_fetches_from_the_hub_and_skips_an_unreachable_subset(tmp_path,
         "skipped" in report["followir"]["core17"] and report["followir"]["average"]["subsets"] == 2
     )
     assert (out / "runs" / "news21.changed.trec").is_file()
+    code = evaluate_script.main(["--out", str(out), "--no-gold", "--subsets", "core17"])
+    assert code == 2  # nothing left to evaluate
 
 
 def test_evaluate_names_the_missing_file_in_one_line(tmp_path, capsys):
@@ -295,3 +297,36 @@ def test_evaluate_names_the_missing_file_in_one_line(tmp_path, capsys):
     assert (
         code == 2 and len(err.splitlines()) == 1 and "news21" in err and "top_ranked.jsonl" in err
     )
+
+
+def test_a_hub_id_loads_its_triplets_config_at_the_version_asked(monkeypatch):
+    import datasets
+
+    from baselines.pairs import load_pairs
+
+    rows = {
+        "anchor": ["q i1", "q i2"],
+        "positive": ["doc one", "doc two"],
+        "negative": ["doc two", "doc one"],
+        "negatives": [[], []],
+        "pair_id": ["p1", "p1"],
+        "view": ["a", "b"],
+    }
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None, revision=None):
+        calls.append((path, name, split, revision))
+        return datasets.Dataset.from_dict(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (pair,) = load_pairs("my-org/dual-view-msmarco", "train", "v1.0.0")
+    assert calls == [("my-org/dual-view-msmarco", "triplets", "train", "v1.0.0")]
+    assert (pair.a.anchor, pair.a.positive, pair.b.anchor, pair.b.positive) == (
+        "q i1",
+        "doc one",
+        "q i2",
+        "doc two",
+    )
+    rows["view"] = ["a", "a"]
+    with pytest.raises(Exception, match="lacks view a or b"):
+        load_pairs("my-org/dual-view-msmarco")
