@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dvsynth.errors import UserError
 from dvsynth.gold import GoldPair, read_gold
-from dvsynth.publish.export import anchor, doc_text
+from dvsynth.publish.export import triplet_records
 
 ARMS = ("orig", "dv", "dv-add")
 
@@ -35,19 +35,14 @@ class View:
 @dataclass(frozen=True)
 class TrainPair:
     pair_id: str
-    query: str
     a: View
     b: View
 
 
 def pair_from_gold(gold: GoldPair) -> TrainPair:
-    doc_a, doc_b = doc_text(gold.doc_a), doc_text(gold.doc_b)
-    return TrainPair(
-        pair_id=gold.gold_id,
-        query=gold.query,
-        a=View(anchor(gold.query, gold.instruction_a), doc_a, doc_b),
-        b=View(anchor(gold.query, gold.instruction_b), doc_b, doc_a),
-    )
+    """The gold pair's two views exactly as `dvsynth export` writes them."""
+    (pair,) = pairs_from_triplets(triplet_records(gold.as_dual_view()), gold.gold_id)
+    return pair
 
 
 def pairs_from_triplets(rows: Iterable[dict], source: str) -> list[TrainPair]:
@@ -64,7 +59,7 @@ def pairs_from_triplets(rows: Iterable[dict], source: str) -> list[TrainPair]:
     for pair_id, by_view in views.items():
         if set(by_view) != {"a", "b"}:
             raise UserError(f"{source}: pair {pair_id} lacks view a or b in the triplets config")
-        pairs.append(TrainPair(pair_id, "", by_view["a"], by_view["b"]))
+        pairs.append(TrainPair(pair_id, by_view["a"], by_view["b"]))
     return pairs
 
 

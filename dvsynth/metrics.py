@@ -13,10 +13,16 @@ import math
 from collections.abc import Mapping
 
 
+def ranked(scores: Mapping[str, float]) -> list[str]:
+    """Doc ids best first, ties broken by doc id, descending (trec_eval and mteb agree)."""
+    return [
+        doc_id for doc_id, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+    ]
+
+
 def ranks(scores: Mapping[str, float]) -> dict[str, int]:
-    """doc_id -> 1-based rank; ties broken by doc id, descending (as mteb does)."""
-    ordered = sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
-    return {doc_id: position for position, (doc_id, _) in enumerate(ordered, 1)}
+    """doc_id -> 1-based rank in `ranked` order."""
+    return {doc_id: position for position, doc_id in enumerate(ranked(scores), 1)}
 
 
 def rank_or_last(run_ranks: Mapping[str, int], doc_id: str) -> int:
@@ -28,13 +34,6 @@ def pmrr_change(rank_og: int, rank_new: int) -> float:
     if rank_og >= rank_new:
         return rank_new / rank_og - 1
     return 1 - rank_og / rank_new
-
-
-def ranked(scores: Mapping[str, float]) -> list[str]:
-    """Doc ids best first, ties broken by doc id, descending (trec_eval and mteb agree)."""
-    return [
-        doc_id for doc_id, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
-    ]
 
 
 def average_precision(scores: Mapping[str, float], qrels: Mapping[str, int], k: int) -> float:
