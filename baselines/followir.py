@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dvsynth.errors import UserError
 from dvsynth.metrics import average_precision, followir_pmrr, mean_over_queries, ndcg, ranked
-from dvsynth.publish.export import anchor
+from dvsynth.schema import anchor
 
 #: subset -> (Hub dataset, its main retrieval metric, k)
 SUBSETS = {

@@ -2,7 +2,10 @@
 
 Models wrap answers in code fences, add prose after them, or stop before the closing
 tag. The parser takes the last `<answer>` block, tolerates all of that, and tells apart
-an honest refusal (`None`) from text it cannot read.
+an honest refusal (`None`) from text it cannot read. Fields are read only inside that
+final block: a model that quotes a passage's own `<new_instruction>` tags in its
+reasoning (the prompts escape them as `&lt;`) never has them taken as its answer, and
+text without any `<answer>` is unparsable, not searched for tags.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ class ParsedAnswer:
         return self.fields is not None
 
 
-def _answer_body(text: str) -> str:
+def _answer_body(text: str) -> str | None:
+    """The final answer block (to `</answer>` or the end); None when there is none."""
     text = _FENCE.sub("", text)
     opens = list(_ANSWER_OPEN.finditer(text))
     if not opens:
-        return text
+        return None
     body = text[opens[-1].end() :]
     close = _ANSWER_CLOSE.search(body)
     return body[: close.start()] if close else body
@@ -59,6 +63,8 @@ def _extract(body: str, tag: str) -> str | None:
 def parse_answer(text: str, tags: tuple[str, ...]) -> ParsedAnswer:
     """Parse the required `tags` from the last answer block of `text`."""
     body = _answer_body(text or "")
+    if body is None:
+        return ParsedAnswer(fields=None)
     if _is_none(body):
         return ParsedAnswer(fields=None, refused=True)
     fields = {tag: _extract(body, tag) for tag in tags}

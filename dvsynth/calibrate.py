@@ -28,7 +28,7 @@ class Case:
     pair_id: str
     kind: str  # "gold" or a corrupt kind
     kept: bool = False
-    stage: str | None = None  # "rules" or "judge" when rejected
+    stage: str | None = None  # "rules", "check" or "judge" when rejected
     reasons: tuple[str, ...] = ()
 
 
@@ -61,7 +61,7 @@ async def _run(
         case.kept = checked.status == "kept"
         case.reasons = tuple(checked.reasons)
         if not case.kept:
-            case.stage = "rules" if any(r.startswith("rule:") for r in checked.reasons) else "judge"
+            case.stage = _stage_of(checked.reasons)
         if outcome is not None:
             totals["prompt_tokens"] += outcome.prompt_tokens
             totals["completion_tokens"] += outcome.completion_tokens
@@ -75,6 +75,14 @@ async def _run(
     finally:
         if validator.judge is not None:
             await validator.judge.client.aclose()
+
+
+def _stage_of(reasons: Sequence[str]) -> str:
+    """The stage that rejected a case: rules, the instruction check, or the judge."""
+    for prefix, stage in (("rule:", "rules"), ("check:", "check")):
+        if any(r.startswith(prefix) for r in reasons):
+            return stage
+    return "judge"
 
 
 def calibrate(
@@ -104,6 +112,7 @@ def report(cases: Sequence[Case], totals: Counter, config: ValidateConfig) -> di
                 "variants": len(of_kind),
                 "recall": round(len(rejected) / len(of_kind), 4),
                 "by_rules": sum(c.stage == "rules" for c in rejected),
+                "by_check": sum(c.stage == "check" for c in rejected),
                 "by_judge": sum(c.stage == "judge" for c in rejected),
             }
     false_rejects = Counter(r for c in gold if not c.kept for r in c.reasons)

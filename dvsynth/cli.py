@@ -93,6 +93,15 @@ def generate(
         str | None,
         typer.Option(help="Base URL of an OpenAI-compatible server (use with openai/<name>)."),
     ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            help="NAME of the environment variable holding the key for --api-base (only the "
+            "name is stored). Default: the provider's own variable (HOSTED_VLLM_API_KEY for "
+            "hosted_vllm/); OPENAI_API_KEY only for api.openai.com.",
+            show_default=False,
+        ),
+    ] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
     max_tokens: Annotated[
         int | None,
@@ -139,9 +148,17 @@ def generate(
     judge_model: Annotated[
         str | None,
         typer.Option(
-            help="With --validate: the judge model (default: the generator). It shares "
-            "--api-base when it has the generator's provider prefix."
+            help="With --validate: the judge model (default: the generator, which then "
+            "also keeps --api-base and --api-key-env)."
         ),
+    ] = None,
+    judge_api_base: Annotated[
+        str | None,
+        typer.Option(help="With --validate: base URL of an OpenAI-compatible judge server."),
+    ] = None,
+    judge_api_key_env: Annotated[
+        str | None,
+        typer.Option(help="With --validate: NAME of the variable holding the judge's key."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or warnings.")] = False,
 ) -> None:
@@ -162,6 +179,7 @@ def generate(
         mode=mode,
         model=model,
         api_base=api_base,
+        api_key_env=api_key_env,
         temperature=temperature,
         max_tokens=max_tokens or (512 if local else 1024),
         prompt=prompt,
@@ -188,22 +206,21 @@ def generate(
         )
     reporter.summary(prepared, stats)
     if validate:
+        from dvsynth.config import CallSettings
         from dvsynth.validate_run import ValidateConfig
 
+        # The judge inherits no server and no key, unless the generator judges itself.
+        itself = judge_model is None and judge_api_base is None
         _run_validate(
             ValidateConfig(
                 runs=[prepared.run_dir],
                 judge_model=judge_model,
-                judge_api_base=api_base if _same_provider(judge_model, model) else None,
-                **config.client_options(),
+                judge_api_base=judge_api_base or (api_base if judge_model is None else None),
+                judge_api_key_env=judge_api_key_env or (api_key_env if itself else None),
+                **CallSettings.client_options(config),
             ),
             quiet,
         )
-
-
-def _same_provider(judge_model: str | None, model: str) -> bool:
-    """Whether the judge can share the generator's --api-base (same litellm provider)."""
-    return judge_model is None or judge_model.split("/", 1)[0] == model.split("/", 1)[0]
 
 
 def _run_validate(config: ValidateConfig, quiet: bool) -> None:
@@ -237,6 +254,10 @@ def validate_command(
     ] = True,
     judge_api_base: Annotated[
         str | None, typer.Option(help="Base URL of an OpenAI-compatible judge server.")
+    ] = None,
+    judge_api_key_env: Annotated[
+        str | None,
+        typer.Option(help="NAME of the environment variable holding the judge's key."),
     ] = None,
     judge_threshold: Annotated[
         float,
@@ -278,6 +299,21 @@ def validate_command(
         list[str] | None,
         typer.Option(help="An extra rule, module:function(row) -> reason | None (repeatable)."),
     ] = None,
+    judge_negatives: Annotated[
+        bool,
+        typer.Option(
+            help="Judge each of the seed's other negatives under instruction b (one call each); "
+            "only those found not relevant become view b's extra negatives. Off: view b "
+            "carries only doc_a."
+        ),
+    ] = True,
+    instruction_check: Annotated[
+        bool,
+        typer.Option(
+            help="With the judge: one short call per generated instruction, without the "
+            "documents: could a user state this need without seeing the candidates?"
+        ),
+    ] = True,
     dedup: Annotated[bool, typer.Option(help="Drop exact and near duplicates.")] = True,
     near_threshold: Annotated[
         float, typer.Option(help="rapidfuzz ratio (0-100) that makes a near duplicate.")
@@ -293,6 +329,7 @@ def validate_command(
         judge=judge,
         judge_model=judge_model,
         judge_api_base=judge_api_base,
+        judge_api_key_env=judge_api_key_env,
         judge_threshold=_between(judge_threshold, "--judge-threshold"),
         judge_logprobs=judge_logprobs,
         judge_max_tokens=judge_max_tokens,
@@ -309,6 +346,8 @@ def validate_command(
         },
         disabled_rules=no_rule or [],
         custom_validators=validator or [],
+        judge_negatives=judge_negatives,
+        instruction_check=instruction_check,
         dedup=dedup,
         near_threshold=near_threshold,
         **({"judge_prompt": judge_prompt} if judge_prompt else {}),
@@ -358,6 +397,14 @@ SeedCitation = Annotated[
     Path | None, typer.Option(help="A file with the seed dataset's BibTeX, for the card.")
 ]
 Language = Annotated[str, typer.Option(help="Language code of the data.")]
+AllowUnvalidated = Annotated[
+    bool,
+    typer.Option(
+        help="Export rows that have not passed every validation stage too, each marked with "
+        "the stage it reached (column `stage`), and say so in the card. Off: such a run is "
+        "refused."
+    ),
+]
 
 
 def _card_options(
@@ -396,12 +443,13 @@ def export_command(
     language: Language = "en",
     seed_dataset: SeedDataset = None,
     seed_citation: SeedCitation = None,
+    allow_unvalidated: AllowUnvalidated = False,
 ) -> None:
     """Write a dataset folder (pairs, triplets, rejected; train/validation) with its card."""
     from dvsynth.publish.dataset import export_dataset
 
     options = _card_options(license_, version, repo, language, seed_dataset, seed_citation)
-    report = export_dataset(runs, out, options, val_share)
+    report = export_dataset(runs, out, options, val_share, allow_unvalidated=allow_unvalidated)
     for config, splits in report.rows.items():
         counts = ", ".join(f"{split} {n}" for split, n in splits.items())
         typer.echo(f"{config}: {counts}")
@@ -428,6 +476,7 @@ def push_command(
     language: Language = "en",
     seed_dataset: SeedDataset = None,
     seed_citation: SeedCitation = None,
+    allow_unvalidated: AllowUnvalidated = False,
 ) -> None:
     """Export, then upload data and card in one commit and tag it vX.Y.Z."""
     from dvsynth.publish.hub import check_target, push_dataset
@@ -449,6 +498,7 @@ def push_command(
         dry_run=dry_run,
         val_share=val_share,
         on_plan=show,
+        allow_unvalidated=allow_unvalidated,
     )
     if not dry_run:
         typer.echo(
@@ -472,6 +522,10 @@ def calibrate_command(
     judge_api_base: Annotated[
         str | None, typer.Option(help="Base URL of an OpenAI-compatible judge server.")
     ] = None,
+    judge_api_key_env: Annotated[
+        str | None,
+        typer.Option(help="NAME of the environment variable holding the judge's key."),
+    ] = None,
     judge_threshold: Annotated[float, typer.Option(help="P(yes) for 'relevant'.")] = 0.5,
     judge_logprobs: Annotated[bool, typer.Option(help="Ask for log-probabilities.")] = True,
     judge_prompt: Annotated[
@@ -481,6 +535,9 @@ def calibrate_command(
     timeout: Annotated[float, typer.Option(help="Seconds per judge call.", min=0.1)] = 300.0,
     max_retries: Annotated[int, typer.Option(help="Retries of a transient fault.", min=0)] = 4,
     transport: Annotated[str, typer.Option(help="auto | litellm | http.")] = "auto",
+    instruction_check: Annotated[
+        bool, typer.Option(help="With the judge: the instruction check, as validate runs it.")
+    ] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score the rules and a judge on gold pairs and their labelled corrupt variants."""
@@ -498,7 +555,10 @@ def calibrate_command(
         judge=judge,
         judge_model=judge_model,
         judge_api_base=judge_api_base,
+        judge_api_key_env=judge_api_key_env,
         judge_threshold=_between(judge_threshold, "--judge-threshold"),
+        instruction_check=instruction_check,
+        judge_negatives=False,  # calibrate scores keep / reject; negatives change neither
         judge_logprobs=judge_logprobs,
         concurrency=concurrency,
         timeout=timeout,
@@ -603,27 +663,45 @@ def mine(
     )
 
 
+def _click_kind(exc: BaseException) -> str | None:
+    """'exit', 'abort' or 'usage' for click's own exceptions, else None.
+
+    Matched by class name along the MRO: typer 0.29+ raises the classes of its vendored
+    copy of click (`typer._click`), which are not `click`'s, and older typers raise
+    click's. Both must end the same way.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "Exit" in names:
+        return "exit"
+    if "Abort" in names:
+        return "abort"
+    if "ClickException" in names and callable(getattr(exc, "show", None)):
+        return "usage"
+    return None
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except UserError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted: finished rows are saved; rerun the same command to resume")
         sys.exit(130)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # click's (or typer's vendored click's) usage errors
+        kind = _click_kind(exc)
+        if kind == "exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if kind == "abort":
             sys.exit(130)
-        raise
+        if kind != "usage":
+            raise
+        exc.show()  # type: ignore[attr-defined]  # usage line + "Error: ..." (or the help)
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ class GenerateConfig(CallSettings):
     mode: ModeSetting = "auto"
     model: str = DEFAULT_MODEL
     api_base: str | None = None
+    # The NAME of the environment variable holding the key for --api-base, never the key.
+    api_key_env: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(1024, ge=16)
     sampling_seed: int | None = 0
@@ -54,6 +56,10 @@ class GenerateConfig(CallSettings):
     max_cost: float | None = Field(None, gt=0)
     strict: bool = False
     out: Path | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """The call settings, and where the generator's own key comes from."""
+        return {**super().client_options(), "api_key_env": self.api_key_env}
 
     def identity(self, prompt_hashes: dict[str, str]) -> dict[str, Any]:
         source = describe_source(self.seeds)

@@ -16,9 +16,14 @@ class FatalLLMError(UserError):
 
 
 class RowError(Exception):
-    """One row failed; `reason` is the short code stored on the rejected row."""
+    """One row failed; `reason` is the short code stored on the row.
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    `transient`: the fault may pass (rate limit, timeout, 5xx, dropped connection), so
+    the row is marked failed and a rerun tries it again; otherwise the verdict is final.
+    """
+
+    def __init__(self, reason: str, detail: str = "", transient: bool = False) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.transient = transient

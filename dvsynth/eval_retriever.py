@@ -20,7 +20,8 @@ from typing import Any
 
 from dvsynth.gold import GoldPair
 from dvsynth.metrics import pmrr_change, rank_or_last, ranks
-from dvsynth.publish.export import anchor, doc_text
+from dvsynth.publish.export import doc_text
+from dvsynth.schema import anchor
 
 #: (query texts, document texts) -> scores[i][j] of query i against document j.
 Scorer = Callable[[Sequence[str], Sequence[str]], Any]

@@ -49,11 +49,16 @@ class Generator:
             return await self._generate(seed)
         except (UserError, asyncio.CancelledError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # a bug: the row fails (and is retried), the run goes on
             mode = seed_mode(seed, self.mode_setting)
             detail = f"{type(exc).__name__}: {exc}"[:300]
             return self._row(
-                seed, mode, None, reasons=[f"internal:{type(exc).__name__}"], error=detail
+                seed,
+                mode,
+                None,
+                reasons=[f"internal:{type(exc).__name__}"],
+                error=detail,
+                failed=True,
             )
 
     async def _generate(self, seed: Seed) -> DualView:
@@ -69,7 +74,9 @@ class Generator:
         try:
             completion = await self.client.complete(messages, answer_tags=ANSWER_TAGS[mode])
         except RowError as exc:
-            return self._row(seed, mode, None, reasons=[exc.reason], error=exc.detail)
+            return self._row(
+                seed, mode, None, reasons=[exc.reason], error=exc.detail, failed=exc.transient
+            )
         if completion.finish_reason == "length" and "</answer>" not in completion.text.lower():
             # Cut off by the token budget: whatever follows <answer> may be half a sentence.
             return self._row(seed, mode, completion, reasons=["generator:truncated"])
@@ -92,7 +99,10 @@ class Generator:
         instructions: tuple[str | None, str | None] | None = None,
         reasons: list[str] | None = None,
         error: str | None = None,
+        failed: bool = False,
     ) -> DualView:
+        """The row; `failed` marks a transient fault (retried by a rerun), other
+        reasons a final rejection."""
         template = self.templates[mode]
         params = self.client.params
         provenance = Provenance(
@@ -121,7 +131,7 @@ class Generator:
             doc_b=seed.negative,
             other_negatives=seed.other_negatives,
             mode=mode,
-            status="rejected" if reasons else "kept",
+            status="failed" if failed else "rejected" if reasons else "kept",
             reasons=reasons or [],
             stages=["generate"],
             raw_response=completion.text if completion else None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Doc
+from dvsynth.schema import Doc, short_hash
 from dvsynth.seeds import SeedRowError, iter_raw_rows, to_doc
 
 
@@ -76,6 +76,18 @@ def _read_queries(path: Path) -> dict[str, str]:
     return queries
 
 
+def pair_seed_id(query_key: str, doc_id: str) -> str:
+    """A seed id two different (query, passage) pairs never share.
+
+    `qid-pid` where neither id has a hyphen (readable, and unambiguous then); else a hash
+    of both parts, NUL-joined, so "q1-2" + "3" and "q1" + "2-3" stay apart. Query texts
+    (no qid) are always hashed: equal-length queries once collided here.
+    """
+    parts = query_key + doc_id
+    readable = query_key and len(query_key) <= 64 and not any(c in parts for c in "- \t\n")
+    return f"{query_key}-{doc_id}" if readable else short_hash(query_key, doc_id)
+
+
 def _qrels_pairs(
     path: Path, queries: dict[str, str], corpus: dict[str, Doc]
 ) -> Iterator[tuple[str, str, Doc]]:
@@ -93,7 +105,7 @@ def _qrels_pairs(
                 raise UserError(f"{path}:{number}: query {qid} not in the queries file")
             if pid not in corpus:
                 raise UserError(f"{path}:{number}: passage {pid} not in the corpus")
-            yield f"{qid}-{pid}", queries[qid], corpus[pid]
+            yield pair_seed_id(qid, pid), queries[qid], corpus[pid]
 
 
 def _text_pairs(path: Path, corpus: dict[str, Doc]) -> Iterator[tuple[str, str, Doc]]:
@@ -109,8 +121,11 @@ def _text_pairs(path: Path, corpus: dict[str, Doc]) -> Iterator[tuple[str, str, 
         except SeedRowError as exc:
             raise UserError(f"{raw.location}: {exc}") from None
         corpus.setdefault(positive.doc_id, positive)
-        pair_id = data.get("id") or f"{len(query)}-{positive.doc_id}"
-        yield str(pair_id), query, positive
+        source_id = data.get("id")
+        pair_id = (
+            str(source_id) if source_id not in (None, "") else pair_seed_id(query, positive.doc_id)
+        )
+        yield pair_id, query, positive
 
 
 def read_pairs(options: MineOptions, corpus: dict[str, Doc]) -> list[tuple[str, str, Doc]]:

@@ -26,11 +26,14 @@ class RunStats:
 
     seeds_seen: int = 0
     already_done: int = 0
+    retried: int = 0  # rows whose last attempt failed transiently, tried again now
     duplicates: int = 0
+    duplicate_locations: list[str] = field(default_factory=list)  # the first few
     bad_seeds: int = 0
     filtered: int = 0  # rows the adapter skipped on purpose (no instruction negative)
     kept: int = 0
     rejected: int = 0
+    failed: int = 0  # transient faults: retried by the next run of the same command
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -41,13 +44,14 @@ class RunStats:
 
     @property
     def done_now(self) -> int:
-        return self.kept + self.rejected
+        return self.kept + self.rejected + self.failed
 
     def add(self, row: DualView) -> None:
         if row.status == "kept":
             self.kept += 1
         else:
-            self.rejected += 1
+            self.failed += row.status == "failed"
+            self.rejected += row.status == "rejected"
             self.reasons.update(row.reasons)
         prov = row.provenance
         if prov.cached:
@@ -62,6 +66,7 @@ class RunStats:
 
 
 Stage = Callable[[Seed], Awaitable[DualView]]
+MAX_REPORTED_DUPLICATES = 5
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -128,7 +133,17 @@ async def run_stage(
     """Apply `stage` to every seed not yet in `store`; return what this invocation did."""
     stats = RunStats()
     spent_before = store.total_cost() if max_cost is not None else 0.0
-    claimed: set[str] = set()  # seed ids in flight
+    claimed: dict[str, int] = {}  # seed id -> ordinal, of rows in flight
+
+    def duplicate(item: Seed, ordinal: int, first: int) -> None:
+        """A second row with an id the source already used: reported and kept apart."""
+        stats.duplicates += 1
+        location = item.location or f"seed #{ordinal + 1}"
+        if len(stats.duplicate_locations) < MAX_REPORTED_DUPLICATES:
+            stats.duplicate_locations.append(
+                f"{location} (id {item.seed_id!r}, first used by seed #{first + 1})"
+            )
+        store.put_duplicate(location, item.seed_id)
 
     def to_start() -> Iterator[tuple[Seed, int]]:
         """The seeds to generate, with their ordinal; counts what it skips."""
@@ -149,18 +164,25 @@ async def run_stage(
             ordinal = stats.seeds_seen
             stats.seeds_seen += 1
             if item.seed_id in claimed:
-                stats.duplicates += 1
+                duplicate(item, ordinal, claimed[item.seed_id])
                 continue
-            if store.has_row(item.seed_id):
-                stats.already_done += 1
-                continue
-            claimed.add(item.seed_id)
+            state = store.generated_state(item.seed_id)
+            if state is not None:
+                first, status = state
+                if first != ordinal:  # the row belongs to an earlier seed with this id
+                    duplicate(item, ordinal, first)
+                    continue
+                if status != "failed":
+                    stats.already_done += 1
+                    continue
+                stats.retried += 1  # a transient fault last time: try again
+            claimed[item.seed_id] = ordinal
             yield item, ordinal
 
     def finished(item: tuple[Seed, int], row: DualView) -> None:
         seed, ordinal = item
         store.put_row(row, ordinal)
-        claimed.discard(seed.seed_id)
+        claimed.pop(seed.seed_id, None)  # the store answers for it from now on
         stats.add(row)
         if on_row:
             on_row(row, stats)

@@ -113,11 +113,18 @@ class GenerateReporter:
         finally:
             store.close()
         kept, rejected = totals.get("kept", 0), totals.get("rejected", 0)
+        failed = totals.get("failed", 0)
+        if stats.duplicates:  # a data problem the user must see, even with --quiet
+            self.on_notice(
+                f"{stats.duplicates} seed rows reuse an id an earlier row has; they were "
+                f"set apart, not generated: {'; '.join(stats.duplicate_locations)}"
+                + (" ..." if stats.duplicates > len(stats.duplicate_locations) else "")
+            )
         if self.quiet:
             if stats.stopped_by_cost:
                 self.out.print("stopped: --max-cost reached", highlight=False)
             self.out.print(
-                f"{prepared.run_dir}: {kept} kept, {rejected} rejected "
+                f"{prepared.run_dir}: {kept} kept, {rejected} rejected, {failed} failed "
                 f"({stats.done_now} new in {elapsed:.1f}s)",
                 highlight=False,
                 soft_wrap=True,
@@ -132,11 +139,17 @@ class GenerateReporter:
         table.add_column(style="bold")
         table.add_column()
         table.add_row("model", prepared.config.model)
-        table.add_row("rows in run", f"{kept + rejected} ({kept} kept, {rejected} rejected)")
+        table.add_row(
+            "rows in run",
+            f"{kept + rejected + failed} ({kept} kept, {rejected} rejected, {failed} failed)",
+        )
         table.add_row(
             "this invocation",
-            f"{stats.done_now} new, {stats.already_done} resumed, {stats.cached_calls} from cache",
+            f"{stats.done_now} new ({stats.retried} retried), {stats.already_done} resumed, "
+            f"{stats.cached_calls} from cache",
         )
+        if failed:
+            table.add_row("failed, will retry on rerun", f"{failed} (rate limit, timeout, 5xx)")
         if stats.bad_seeds or stats.filtered or stats.duplicates:
             table.add_row(
                 "seeds skipped",

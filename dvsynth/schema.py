@@ -7,12 +7,14 @@ and so that every stage, the store and the exporters agree on one shape.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Mode = Literal["reverse", "bootstrap"]
-Status = Literal["kept", "rejected"]
+#: kept and rejected are verdicts; failed is a transient fault (rate limit, timeout,
+#: 5xx, an internal error) that the next run of the same command tries again.
+Status = Literal["kept", "rejected", "failed"]
 
 
 def short_hash(*parts: str, length: int = 16) -> str:
@@ -49,6 +51,7 @@ class Seed(BaseModel):
     negative: Doc
     other_negatives: list[Doc] = Field(default_factory=list)
     source: str = ""
+    location: str = ""  # where the row was read ("seeds.jsonl:12"), for reports only
 
     @field_validator("query")
     @classmethod
@@ -91,12 +94,27 @@ class Provenance(BaseModel):
 
 
 class Verdict(BaseModel):
-    """One judgment: is `doc` relevant under `view`? Filled in by the validate stage."""
+    """One judgment: is `doc` relevant under `view`? Filled in by the validate stage.
+
+    doc "other" is one of the seed's other negatives (`doc_id` names it), judged under
+    view b before it may serve as a negative of that view.
+    """
 
     view: Literal["a", "b", "original"]
-    doc: Literal["a", "b"]
+    doc: Literal["a", "b", "other"]
+    doc_id: str | None = None
     relevant: bool | None
     probability: float | None = None
+    model: str
+    raw: str | None = None
+
+
+class CheckVerdict(BaseModel):
+    """The instruction check on one generated instruction: could a user have written it
+    without seeing the candidates? ok None: the answer was unparsable."""
+
+    field: Literal["instruction_a", "instruction_b"]
+    ok: bool | None
     model: str
     raw: str | None = None
 
@@ -115,11 +133,56 @@ class DualView(BaseModel):
     mode: Mode
     status: Status
     reasons: list[str] = Field(default_factory=list)
-    stages: list[str] = Field(default_factory=list)
+    stages: list[str] = Field(default_factory=list)  # the stages the row went through
+    # Set by the run store when the row is read: True once the row passed every stage of
+    # its run's validation under the run's current validation settings (`validation`).
+    verified: bool = False
+    validation: str | None = None
     verdicts: list[Verdict] = Field(default_factory=list)
+    checks: list[CheckVerdict] = Field(default_factory=list)
+    # doc_ids of other_negatives that the judge found not relevant under instruction_b:
+    # only these may serve as view b's extra negatives (None: not judged).
+    negatives_b: list[str] | None = None
     raw_response: str | None = None  # the generator's full text, kept to audit rejections
     error: str | None = None  # the provider's error message (secrets redacted)
     provenance: Provenance
+
+    def views(self) -> tuple[View, View]:
+        """The pair's two training views, defined once: view a admits doc_a, view b doc_b.
+
+        View a keeps the seed's other negatives (they violate instruction_a by
+        construction); view b keeps only those the judge found not relevant under
+        instruction_b, so an unverified passage never trains as its negative.
+        """
+        verified_b = set(self.negatives_b or [])
+        others_b = [d for d in self.other_negatives if d.doc_id in verified_b]
+        return (
+            View("a", self.instruction_a, self.doc_a, self.doc_b, list(self.other_negatives)),
+            View("b", self.instruction_b, self.doc_b, self.doc_a, others_b),
+        )
+
+    @property
+    def stage(self) -> str:
+        """'verified', or the last stage the row went through."""
+        return "verified" if self.verified else (self.stages[-1] if self.stages else "")
+
+
+class View(NamedTuple):
+    """One side of a pair: under `instruction`, `positive` is relevant and the rest not."""
+
+    name: str
+    instruction: str | None
+    positive: Doc
+    negative: Doc
+    other_negatives: list[Doc]
+
+    def anchor(self, query: str) -> str:
+        return anchor(query, self.instruction)
+
+
+def anchor(query: str, instruction: str | None) -> str:
+    """Query and instruction joined as FollowIR joins them (and training must too)."""
+    return f"{query} {instruction or ''}".strip()
 
 
 class SeedError(BaseModel):

@@ -18,8 +18,8 @@ from dvsynth.runs import iter_runs
 from dvsynth.schema import DualView
 from dvsynth.validators.judge import EXPECTED
 
-STAGES = ("generate", "rules", "judge", "dedup")
-_STAGE_OF_REASON = {"rule": "rules", "judge": "judge", "dedup": "dedup"}
+STAGES = ("generate", "rules", "check", "judge", "dedup")
+_STAGE_OF_REASON = {"rule": "rules", "check": "check", "judge": "judge", "dedup": "dedup"}
 _WORD = re.compile(r"\w+")
 
 
@@ -89,27 +89,41 @@ class StatsCollector:
         self.lengths: dict[str, list[int]] = {"instruction_a": [], "instruction_b": []}
         self.agree_judgments = self.judgments = self.agree_pairs = self.judged_pairs = 0
         self.pending_validation = 0
+        self.verified = 0
+        self.failed: Counter[str] = Counter()  # transient faults by stage: retried on rerun
+        self.unverified_stages: Counter[str] = Counter()  # kept rows not yet verified
+        self.negatives = {"view_a": 0, "view_b": 0, "judged": 0}
         self.generator, self.judge = _Spend(), _Spend()
 
     def add(self, row: DualView) -> None:
         self.status[row.status] += 1
         self.modes[row.mode] += 1
+        if row.status == "failed":  # not a verdict: the next run tries it again
+            self.failed[_stage_of(row.reasons[0]) if row.reasons else "generate"] += 1
+            return
         self.reasons.update(reason_family(r) for r in row.reasons)
         failed_at = {_stage_of(r) for r in row.reasons}
         for stage in STAGES:
             if stage in row.stages:
                 self.entered[stage] += 1
                 self.passed[stage] += stage not in failed_at
-        if row.status == "kept" and "rules" not in row.stages:
+        if row.status == "kept" and not row.verified:
             self.pending_validation += 1
-        if row.verdicts:
+            self.unverified_stages[row.stage] += 1
+        self.verified += row.verified
+        pair_verdicts = [v for v in row.verdicts if v.doc != "other"]
+        if pair_verdicts:
             self.judged_pairs += 1
-            agreed = [v.relevant == EXPECTED[(v.view, v.doc)] for v in row.verdicts]
+            agreed = [v.relevant == EXPECTED[(v.view, v.doc)] for v in pair_verdicts]
             self.judgments += len(agreed)
             self.agree_judgments += sum(agreed)
             self.agree_pairs += len(agreed) == 4 and all(agreed)
         if row.status == "kept":
             _lengths(row, self.lengths)
+            view_a, view_b = row.views()
+            self.negatives["view_a"] += len(view_a.other_negatives)
+            self.negatives["view_b"] += len(view_b.other_negatives)
+            self.negatives["judged"] += sum(v.doc == "other" for v in row.verdicts)
         prov = row.provenance
         if not prov.cached:
             self.generator.add(
@@ -141,7 +155,11 @@ class StatsCollector:
                 }
                 for stage in STAGES
             },
+            "verified": self.verified,
             "pending_validation": self.pending_validation,
+            "unverified_by_stage": dict(self.unverified_stages),
+            "failed_will_retry": dict(self.failed),
+            "other_negatives_kept": dict(self.negatives),
             "judge_agreement": {
                 "pairs_judged": judged,
                 "pairs_all_four_agree": self.agree_pairs,

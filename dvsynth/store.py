@@ -21,6 +21,7 @@ from dvsynth.schema import DualView, SeedError
 
 MANIFEST = "manifest.json"
 DATABASE = "dvsynth.sqlite"
+SETTINGS_KEY = "validation_settings"  # meta: hash of the run's current validation settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -30,6 +31,10 @@ CREATE TABLE IF NOT EXISTS rows (
     record TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS duplicates (
+    location TEXT PRIMARY KEY,
+    seed_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -37,12 +42,6 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS seed_errors (
     location TEXT PRIMARY KEY,
     reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS validated (
-    seed_id TEXT PRIMARY KEY,
-    settings TEXT NOT NULL,
-    record TEXT NOT NULL,
-    dedup TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -57,8 +56,29 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+#: Columns that make a row's life explicit (added to databases of older versions):
+#: `validation` the hash of the validation settings its checks ran under, `checked` the
+#: row after rules / check / judge under them and `checked_status` its verdict, `dedup`
+#: NULL (not run), '' (survivor) or the reason, and `outcome`, the one answer every
+#: reader uses: pending (kept by generate, not yet through every validation stage under
+#: the current settings), verified, rejected, or failed (a transient fault: retried).
+_ROW_STATE = {
+    "validation": "TEXT",
+    "checked": "TEXT",
+    "checked_status": "TEXT",
+    "dedup": "TEXT",
+    "outcome": "TEXT",
+}
+OUTCOMES = ("pending", "verified", "rejected", "failed")
+
+
+def generated_outcome(status: str) -> str:
+    """A freshly generated row: kept rows wait for validation; the others are final."""
+    return {"kept": "pending", "rejected": "rejected"}.get(status, "failed")
+
+
 class RunStore:
-    """Rows, cached responses and bad-seed reports of one run directory."""
+    """Rows and their stage, cached responses and bad-seed reports of one run directory."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
@@ -66,6 +86,7 @@ class RunStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         # LLM responses wait here until the row that used them is committed, then both
         # go in one transaction: one commit per row instead of two. A kill in between
         # loses only calls whose rows were not committed either.
@@ -95,6 +116,27 @@ class RunStore:
             write_json_atomic(path, manifest)
         return cls(run_dir)
 
+    def _migrate(self) -> None:
+        """Add the row-state columns to a database made by an older dvsynth.
+
+        Its validation results (table `validated`) are not carried over: the next
+        validate redoes them, with every judge call still answered from the cache.
+        """
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
+        missing = [c for c in _ROW_STATE if c not in have]
+        if not missing:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            for column in missing:
+                self._db.execute(f"ALTER TABLE rows ADD COLUMN {column} {_ROW_STATE[column]}")
+            self._db.execute(
+                "UPDATE rows SET outcome = CASE status WHEN 'kept' THEN 'pending' "
+                "WHEN 'rejected' THEN 'rejected' ELSE 'failed' END WHERE outcome IS NULL"
+            )
+            self._db.execute("DELETE FROM meta WHERE key = 'validation_settings'")
+        self._db.execute("CREATE INDEX IF NOT EXISTS rows_outcome ON rows (outcome)")
+
     @classmethod
     def open_existing(cls, run_dir: Path) -> RunStore:
         read_manifest(run_dir)
@@ -122,18 +164,41 @@ class RunStore:
 
     # ------------------------------------------------------------------ rows
 
+    def generated_state(self, seed_id: str) -> tuple[int, str] | None:
+        """(ordinal, generate status) of a seed's row, or None: what resuming needs."""
+        row = self._db.execute(
+            "SELECT ordinal, status FROM rows WHERE seed_id = ?", (seed_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def has_row(self, seed_id: str) -> bool:
-        return (
-            self._db.execute("SELECT 1 FROM rows WHERE seed_id = ?", (seed_id,)).fetchone()
-            is not None
-        )
+        return self.generated_state(seed_id) is not None
 
     def put_row(self, row: DualView, ordinal: int) -> None:
+        """A generated row (new, or a retry of a failed one): its validation starts over."""
         self._commit(
-            "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (row.seed_id, ordinal, row.status, row.model_dump_json(), time.time()),
+            "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at, "
+            "validation, checked, checked_status, dedup, outcome) "
+            "VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?)",
+            (
+                row.seed_id,
+                ordinal,
+                row.status,
+                row.model_dump_json(),
+                time.time(),
+                generated_outcome(row.status),
+            ),
         )
+
+    def put_duplicate(self, location: str, seed_id: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO duplicates (location, seed_id) VALUES (?, ?)",
+            (location, seed_id),
+        )
+
+    def duplicates(self) -> list[tuple[str, str]]:
+        """(location, seed_id) of every seed row whose id an earlier row already had."""
+        return list(self._db.execute("SELECT location, seed_id FROM duplicates ORDER BY rowid"))
 
     def iter_rows(self) -> Iterator[DualView]:
         """The rows as generate wrote them."""
@@ -142,39 +207,71 @@ class RunStore:
             yield DualView.model_validate_json(record)
 
     def iter_final_rows(self) -> Iterator[DualView]:
-        """Each row at its latest stage: validated (with dedup applied) where it was
-        validated under the run's current validation settings, else as generated."""
-        settings = self.get_meta("validation_settings")
+        """Each row as it stands: the checked record where its validation ran under the
+        run's current settings, else the generated one; `status`, `verified` and
+        `validation` come from the row's explicit outcome."""
+        current = self.get_meta(SETTINGS_KEY)
         cursor = self._db.execute(
-            "SELECT r.record, v.record, v.dedup FROM rows r LEFT JOIN validated v "
-            "ON v.seed_id = r.seed_id AND v.settings = ? ORDER BY r.ordinal, r.seed_id",
-            (settings or "",),
+            "SELECT record, validation, checked, dedup, outcome FROM rows ORDER BY ordinal, seed_id"
         )
-        for generated, validated, dedup in cursor:
-            if validated is None:
-                yield DualView.model_validate_json(generated)
-                continue
-            row = DualView.model_validate_json(validated)
-            if dedup is not None:
-                row.stages.append("dedup")
-                if dedup:
-                    row.status = "rejected"
-                    row.reasons.append(dedup)
+        for generated, validation, checked, dedup, outcome in cursor:
+            fresh = checked is not None and validation == current
+            row = DualView.model_validate_json(checked if fresh else generated)
+            if fresh:
+                row.validation = validation
+                if dedup is not None:
+                    row.stages.append("dedup")
+                    if dedup:
+                        row.reasons.append(dedup)
+            row.verified = outcome == "verified"
+            row.status = "kept" if outcome in ("pending", "verified") else outcome
             yield row
+
+    def progress(self) -> dict[str, int]:
+        """Rows by outcome, with failed split by where they failed (generate or validate)."""
+        counts = dict.fromkeys((*OUTCOMES, "failed_generate", "failed_validate"), 0)
+        for outcome, validated, n in self._db.execute(
+            "SELECT outcome, validation IS NOT NULL, COUNT(*) FROM rows GROUP BY 1, 2"
+        ):
+            counts[outcome] += n
+            if outcome == "failed":
+                counts["failed_validate" if validated else "failed_generate"] += n
+        return counts
 
     # ------------------------------------------------------------------ validation
 
     _PENDING = (
-        "FROM rows r WHERE r.status = 'kept' AND NOT EXISTS "
-        "(SELECT 1 FROM validated v WHERE v.seed_id = r.seed_id AND v.settings = ?)"
+        "FROM rows r WHERE r.status = 'kept' AND "
+        "(r.validation IS NOT ? OR r.checked_status = 'failed')"
     )
+
+    def begin_validation(self, settings: str, description: str, dedup: bool) -> None:
+        """Make `settings` the run's validation: every generated row not checked under
+        them becomes pending, in the same transaction, so no reader ever sees a row as
+        verified under settings it was not checked with."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for key, value in (
+                (SETTINGS_KEY, settings),
+                ("validation", description),
+                ("validation_dedup", "1" if dedup else "0"),
+            ):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+                )
+            self._db.execute(
+                "UPDATE rows SET outcome = 'pending', dedup = NULL "
+                "WHERE status = 'kept' AND validation IS NOT ?",
+                (settings,),
+            )
 
     def count_pending_validation(self, settings: str) -> int:
         return self._db.execute(f"SELECT COUNT(*) {self._PENDING}", (settings,)).fetchone()[0]
 
     def iter_pending_validation(self, settings: str, batch: int = 1000) -> Iterator[DualView]:
-        """Generate-kept rows not yet validated under `settings`, streamed in batches
-        (keyset pagination, so rows validated meanwhile never shift the window)."""
+        """Generate-kept rows not yet checked under `settings` (or whose check failed
+        transiently), streamed in batches (keyset pagination, so rows checked meanwhile
+        never shift the window)."""
         last: tuple[int, str] = (-1, "")
         while True:
             rows = self._db.execute(
@@ -189,34 +286,50 @@ class RunStore:
                 yield DualView.model_validate_json(record)
 
     def put_validated(self, row: DualView, settings: str) -> None:
+        """A row checked by rules / check / judge; kept rows still wait for dedup when
+        the run's validation has it."""
+        if row.status == "kept":
+            dedup = self.get_meta("validation_dedup") == "1"
+            outcome = "pending" if dedup else "verified"
+        else:
+            outcome = row.status
         self._commit(
-            "INSERT OR REPLACE INTO validated (seed_id, settings, record, dedup) "
-            "VALUES (?, ?, ?, NULL)",
-            (row.seed_id, settings, row.model_dump_json()),
+            "UPDATE rows SET validation = ?, checked = ?, checked_status = ?, dedup = NULL, "
+            "outcome = ?, updated_at = ? WHERE seed_id = ?",
+            (settings, row.model_dump_json(), row.status, outcome, time.time(), row.seed_id),
+        )
+
+    def reset_dedup(self, settings: str) -> None:
+        """Rows waiting to be deduplicated again (rows joined the comparison)."""
+        self._db.execute(
+            "UPDATE rows SET dedup = NULL, outcome = 'pending' "
+            "WHERE validation = ? AND checked_status = 'kept'",
+            (settings,),
         )
 
     def iter_kept_texts(self, settings: str) -> Iterator[tuple[str, str, str, str, str]]:
         """(seed_id, pair_id, query, instruction_a, instruction_b) of rows kept by rules
         and judge: what dedup compares, read without parsing whole records."""
         yield from self._db.execute(
-            "SELECT seed_id, json_extract(record, '$.pair_id'), json_extract(record, '$.query'), "
-            "json_extract(record, '$.instruction_a'), json_extract(record, '$.instruction_b') "
-            "FROM validated WHERE settings = ? AND json_extract(record, '$.status') = 'kept' "
-            "ORDER BY seed_id",
+            "SELECT seed_id, json_extract(checked, '$.pair_id'), "
+            "json_extract(checked, '$.query'), json_extract(checked, '$.instruction_a'), "
+            "json_extract(checked, '$.instruction_b') FROM rows "
+            "WHERE validation = ? AND checked_status = 'kept' ORDER BY seed_id",
             (settings,),
         )
 
     def set_dedup(self, settings: str, reasons: dict[str, str]) -> None:
-        """Dedup's outcome for every validated row: a reason, or '' for a survivor."""
+        """Dedup's outcome for every checked, kept row: a reason, or '' for a survivor."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE validated SET dedup = CASE WHEN json_extract(record, '$.status') = "
-                "'kept' THEN '' ELSE NULL END WHERE settings = ?",
+                "UPDATE rows SET dedup = '', outcome = 'verified' "
+                "WHERE validation = ? AND checked_status = 'kept'",
                 (settings,),
             )
             self._db.executemany(
-                "UPDATE validated SET dedup = ? WHERE seed_id = ? AND settings = ?",
+                "UPDATE rows SET dedup = ?, outcome = 'rejected' "
+                "WHERE seed_id = ? AND validation = ?",
                 [(reason, seed_id, settings) for seed_id, reason in reasons.items()],
             )
 
@@ -236,6 +349,7 @@ class RunStore:
         return float(value or 0.0)
 
     def status_counts(self) -> dict[str, int]:
+        """Rows by generate status (kept, rejected, failed)."""
         return dict(
             self._db.execute("SELECT status, COUNT(*) FROM rows GROUP BY status").fetchall()
         )

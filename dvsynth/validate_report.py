@@ -68,8 +68,10 @@ class ValidateReporter:
         if self.quiet:
             self.out.print(
                 f"validated {stats.validated} rows in {elapsed:.1f}s: "
-                f"{stats.rejected_by_rules} failed rules, {stats.rejected_by_judge} failed the "
-                f"judge; {stats.kept} kept after dedup ({dedup} duplicates)",
+                f"{stats.rejected_by_rules} failed rules, {stats.rejected_by_check} failed the "
+                f"instruction check, {stats.rejected_by_judge} failed the judge, {stats.failed} "
+                f"failed (will retry on rerun); {stats.kept} kept after dedup "
+                f"({dedup} duplicates)",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -79,7 +81,10 @@ class ValidateReporter:
         table.add_column()
         table.add_row("validated now", f"{stats.validated} rows in {elapsed:.1f}s")
         table.add_row("rejected by rules", str(stats.rejected_by_rules))
+        table.add_row("rejected by the instruction check", str(stats.rejected_by_check))
         table.add_row("rejected by the judge", str(stats.rejected_by_judge))
+        if stats.failed:
+            table.add_row("failed, will retry on rerun", str(stats.failed))
         table.add_row("duplicates", f"{stats.dedup_exact} exact, {stats.dedup_near} near")
         table.add_row("kept (all runs)", str(stats.kept))
         for reason, count in stats.reasons.most_common(15):
@@ -101,11 +106,15 @@ def print_stats(data: dict[str, Any], console: Console) -> None:
     status = data["status"]
     table.add_row(
         "rows",
-        f"{data['rows']} ({status.get('kept', 0)} kept, {status.get('rejected', 0)} rejected)",
+        f"{data['rows']} ({data['verified']} verified, {data['pending_validation']} kept but "
+        f"not verified, {status.get('rejected', 0)} rejected, {status.get('failed', 0)} failed)",
     )
     table.add_row("modes", ", ".join(f"{k} {v}" for k, v in sorted(data["modes"].items())))
     if data["pending_validation"]:
-        table.add_row("not validated yet", str(data["pending_validation"]))
+        stages = ", ".join(f"{n} at {k}" for k, n in sorted(data["unverified_by_stage"].items()))
+        table.add_row("not verified yet", f"{data['pending_validation']} ({stages})")
+    for stage, count in sorted(data["failed_will_retry"].items()):
+        table.add_row(f"failed at {stage}, will retry on rerun", str(count))
     for stage, numbers in data["stages"].items():
         if numbers["entered"]:
             table.add_row(
@@ -165,7 +174,8 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
         table.add_row(
             f"  {kind}",
             f"{pct(numbers['recall'])} of {numbers['variants']} "
-            f"(rules {numbers['by_rules']}, judge {numbers['by_judge']})",
+            f"(rules {numbers['by_rules']}, check {numbers.get('by_check', 0)}, "
+            f"judge {numbers['by_judge']})",
         )
     cost = data["judge_cost_usd"]
     table.add_row(

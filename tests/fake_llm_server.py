@@ -4,7 +4,9 @@ It answers dvsynth's prompts the way a well-behaved generator would, derived fro
 query so that every run gets the same answers, and it counts requests per query so a
 test can prove a resumed run never repeats a finished row's call. Markers in a query
 select other behaviour: `[none]` refuses, `[garbage]` answers unparsably, `[fence]`
-answers inside a code fence without closing tags, `[error500]` fails with HTTP 500.
+answers inside a code fence without closing tags, `[error500]` fails with HTTP 500,
+`[error400]` with HTTP 400 (an unsupported parameter). `status_for_all=400` fails every
+request with that status; `authorizations` records each request's Authorization header.
 It also plays the judge (prompts that end like dvsynth's judge template): see
 `judge_answer`; passages with `kw...` words make the generator ask for them as `#kw...`,
 so the judge confirms the flip of such pairs.
@@ -79,8 +81,34 @@ def judge_answer(prompt: str) -> tuple[int, str, float]:
     return 200, ("yes" if relevant else "no"), (0.9 if relevant else 0.1)
 
 
+def instruction_check_answer(prompt: str) -> tuple[int, str] | None:
+    """The fake instruction check, or None when the prompt is not dvsynth's check.
+
+    "no" when the instruction trips the meta_language rule or holds `[check-no]`, else
+    "yes"; `[check-bold]` answers "**Yes**", `[check-garbage]` neither word,
+    `[check-error500]` fails with HTTP 500.
+    """
+    from dvsynth.validators.instruction_check import SIGNATURE
+    from dvsynth.validators.rules import meta_match
+
+    if SIGNATURE not in prompt:
+        return None
+    blocks = {m.group(1): m.group(2) for m in _DATA_BLOCK.finditer(prompt)}
+    instruction = blocks.get("instruction", "")
+    if "[check-error500]" in instruction:
+        return 500, "internal error"
+    if "[check-garbage]" in instruction:
+        return 200, "It depends on who is asking."
+    if "[check-no]" in instruction or meta_match(instruction):
+        return 200, "no"
+    return 200, "**Yes**" if "[check-bold]" in instruction else "yes"
+
+
 def answer_for(prompt: str) -> tuple[int, str]:
     """(HTTP status, completion text) for one prompt; a pure function of the prompt."""
+    checked = instruction_check_answer(prompt)
+    if checked is not None:
+        return checked
     if JUDGE_SIGNATURE in prompt:
         status, text, _ = judge_answer(prompt)
         return status, text
@@ -90,6 +118,8 @@ def answer_for(prompt: str) -> tuple[int, str]:
     bootstrap = "<instruction_a>" in prompt
     if "[error500]" in query:
         return 500, "internal error"
+    if "[error400]" in query:
+        return 400, UNSUPPORTED_PARAMETER
     if "[none]" in query:
         return 200, "Step 1: the passages do not differ objectively.\n<answer>None</answer>"
     if "[garbage]" in query:
@@ -110,6 +140,9 @@ def answer_for(prompt: str) -> tuple[int, str]:
     if "[fence]" in query:
         return 200, "```xml\n<answer>" + body.split("</")[0] + "\n```"
     return 200, f"1. Profile: passages differ.\n2. Lever: {tag}.\n<answer>{body}</answer>"
+
+
+UNSUPPORTED_PARAMETER = "Unsupported parameter: 'seed' is not supported with this model."
 
 
 FAULT_KINDS = ("slow", "429", "500", "hang", "drop", "malformed", "truncated")
@@ -147,7 +180,10 @@ class FakeLLMServer:
         retry_after_s: int = 1,
         slow_s: float = 0.3,
         hang_s: float = 30.0,
+        status_for_all: int | None = None,
     ) -> None:
+        self.status_for_all = status_for_all
+        self.authorizations: list[str | None] = []
         self.latency = latency
         self.require_key = require_key
         self.faults = faults or {}
@@ -171,6 +207,8 @@ class FakeLLMServer:
     # ------------------------------------------------------------------ handlers
 
     async def _chat(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self.authorizations.append(request.headers.get("Authorization"))
         if self.require_key is not None:
             if request.headers.get("Authorization", "") != f"Bearer {self.require_key}":
                 return web.json_response(
@@ -197,6 +235,8 @@ class FakeLLMServer:
         if fault is not None and fault != "truncated" and attempt > self.fault_attempts:
             fault = None
         status, text = answer_for(prompt)
+        if self.status_for_all is not None:
+            status, text = self.status_for_all, UNSUPPORTED_PARAMETER
         if fault in ("429", "500"):
             status = int(fault)
         self._log(query, attempt, fault, status)

@@ -87,16 +87,16 @@ def test_generate_rows_with_reasons(fake_server, run_cli, tmp_path):
     assert rows["garbage"]["reasons"] == ["generator:unparsable"]
     assert rows["garbage"]["raw_response"].startswith("I think")  # raw text kept
     assert rows["fence"]["status"] == "kept"  # code fence and missing closing tags tolerated
-    assert rows["err"]["status"] == "rejected"
+    assert rows["err"]["status"] == "failed"  # a 5xx may pass: the next run retries it
     assert rows["err"]["reasons"] == ["llm:InternalServerError"]
     prov = rev["provenance"]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert prov["prompt_name"] == "reverse.v1"
-    assert prov["prompt_sha256"] == manifest["prompts"]["reverse.v1"]
+    assert prov["prompt_name"] == "reverse.v2"
+    assert prov["prompt_sha256"] == manifest["prompts"]["reverse.v2"]
     assert prov["generator_model"] == "openai/fake-model"
     assert prov["usage"]["prompt_tokens"] > 0
     assert prov["cost_usd"] is None  # no price is known for a self-hosted model: not 0
-    assert "3 kept, 3 rejected (6 new" in result.out
+    assert "3 kept, 2 rejected, 1 failed (6 new" in result.out
 
 
 def test_rerun_resumes_without_new_calls_and_other_config_is_refused(
@@ -131,9 +131,11 @@ def test_cached_responses_are_reused_after_rows_are_lost(fake_server, run_cli, t
     calls = fake_server.total_requests
     with sqlite3.connect(out / "dvsynth.sqlite") as db:  # as if killed after the call
         db.execute("DELETE FROM rows WHERE seed_id IN ('ok-rev', 'none')")
+    failed_calls = fake_server.requests_by_query["fails [error500]"]
     result = run_cli(*gen_args(fake_server, seeds, out))
     assert result.code == 0
-    assert fake_server.total_requests == calls
+    # Only the failed row (a 5xx) calls again; the lost rows come from the cache.
+    assert fake_server.total_requests == calls + failed_calls
     rows = {r["seed_id"]: r for r in read_rows(out)}
     assert rows["ok-rev"]["provenance"]["cached"] is True
 

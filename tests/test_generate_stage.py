@@ -39,9 +39,9 @@ def generate(outcome):
     return asyncio.run(Generator(StubClient(outcome), templates)(SEED))
 
 
-def test_a_bug_in_one_row_rejects_that_row_only():
-    row = generate(ValueError("boom"))
-    assert row.status == "rejected" and row.reasons == ["internal:ValueError"]
+def test_a_bug_in_one_row_fails_that_row_only():
+    row = generate(ValueError("boom"))  # failed, not rejected: a rerun tries it again
+    assert row.status == "failed" and row.reasons == ["internal:ValueError"]
     assert row.error == "ValueError: boom"
 
 

@@ -119,6 +119,7 @@ def test_calibrate_scores_perfect_always_yes_and_always_no_judges(
             "variants": 6,
             "recall": 1.0,
             "by_rules": 0,
+            "by_check": 0,
             "by_judge": 6,
         }
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -97,7 +98,7 @@ def test_export_loads_offline_for_every_config_and_split(
         assert a["anchor"] == f"{row['query']} {row['instruction_a']}"
         assert b["anchor"] == f"{row['query']} {row['instruction_b']}"
         assert a["negatives"] == [f"unrelated passage {int(row['seed_id'][1:])}"]
-    verdicts = pairs["train"][0]["verdicts"]
+    verdicts = [v for v in pairs["train"][0]["verdicts"] if v["doc"] != "other"]
     assert len(verdicts) == 4 and {v["view"] for v in verdicts} == {"a", "b"}
     reasons = {r for row in rejected["train"] for r in row["reasons"]}
     assert "judge:view_a:doc_b_relevant" in reasons
@@ -150,7 +151,7 @@ def test_card_metadata_validates_and_says_what_it_must(run_cli, validated_run, t
     text = card.text
     for needle in (
         "polarity reversal",
-        "bootstrap.v1",
+        "bootstrap.v2",
         "judge.v1",
         "openai/fake",
         "openai/judge",
@@ -197,8 +198,15 @@ class FakeRef:
 
 
 @dataclass
+class FakeBranch:
+    name: str
+    target_commit: str
+
+
+@dataclass
 class FakeRefs:
     tags: list
+    branches: list = field(default_factory=list)
 
 
 @dataclass
@@ -206,23 +214,71 @@ class FakeCommit:
     oid: str
 
 
-class FakeHfApi:
-    """Records the HfApi calls push makes; the Hub itself is never reached."""
+def _http_error(status: int, message: str = ""):
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
 
-    def __init__(self, tags=(), files=(), card: Path | None = None):
+    response = httpx.Response(status, request=httpx.Request("POST", "https://huggingface.co/api"))
+    return HfHubHTTPError(message or f"{status} from the Hub", response=response)
+
+
+def _repo_file(path: str, data: bytes):
+    """The tree entry the Hub lists for a file: LFS (sha256) for parquet, else a git blob."""
+    from huggingface_hub.hf_api import RepoFile
+
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    if not path.endswith(".parquet"):
+        return RepoFile(path=path, size=len(data), oid=blob)
+    lfs = {"size": len(data), "oid": hashlib.sha256(data).hexdigest(), "pointerSize": 130}
+    return RepoFile(path=path, size=len(data), oid=blob, lfs=lfs)
+
+
+class FakeHfApi:
+    """Records the HfApi calls push makes; the Hub itself is never reached.
+
+    It keeps the files its commits add (so a rerun sees them at the head), moves the head
+    on each commit, and can fail the next `tag_failures` tags or refuse commits with
+    `commit_status` (412: the head moved).
+    """
+
+    def __init__(
+        self,
+        tags=(),
+        files=(),
+        card: Path | None = None,
+        head: str | None = "0" * 40,
+        tag_failures: int = 0,
+        commit_status: int | None = None,
+    ):
         self.tags = [FakeRef(t) for t in tags]
         self.files = list(files)
         self.card = card
+        self.head = head  # None: the repo does not exist (404)
+        self.tree = {path: _repo_file(path, b"old " + path.encode()) for path in self.files}
+        self.contents: dict[str, bytes] = {}
+        self.tag_failures = tag_failures
+        self.commit_status = commit_status
+        self.commits = 0
         self.calls: list[tuple] = []
 
     def list_repo_refs(self, repo_id, repo_type=None):
         self.calls.append(("list_repo_refs", repo_id))
-        return FakeRefs(self.tags)
+        if self.head is None:
+            raise _http_error(404, "Repository Not Found")
+        return FakeRefs(self.tags, [FakeBranch("main", self.head)])
 
     def list_repo_files(self, repo_id, repo_type=None):
         return self.files
 
-    def hf_hub_download(self, repo_id, filename, repo_type=None):
+    def list_repo_tree(self, repo_id, recursive=False, revision=None, repo_type=None):
+        assert revision == self.head and recursive
+        return list(self.tree.values())
+
+    def hf_hub_download(self, repo_id, filename, repo_type=None, revision=None):
+        if filename in self.contents:
+            path = Path(tempfile.mkdtemp()) / filename
+            path.write_bytes(self.contents[filename])
+            return str(path)
         if self.card is None:
             raise FileNotFoundError(filename)
         return str(self.card)
@@ -230,12 +286,30 @@ class FakeHfApi:
     def create_repo(self, repo_id, repo_type=None, private=None, exist_ok=False):
         self.calls.append(("create_repo", repo_id, repo_type, private))
 
-    def create_commit(self, repo_id, operations, commit_message, repo_type=None):
-        self.calls.append(("create_commit", repo_id, list(operations), commit_message))
-        return FakeCommit("abc123")
+    def create_commit(
+        self, repo_id, operations, commit_message, repo_type=None, parent_commit=None
+    ):
+        operations = list(operations)
+        self.calls.append(("create_commit", repo_id, operations, commit_message, parent_commit))
+        if self.commit_status:
+            raise _http_error(self.commit_status, "A commit has happened since")
+        for op in operations:
+            if type(op).__name__ == "CommitOperationDelete":
+                self.tree.pop(op.path_in_repo, None)
+                continue
+            data = Path(op.path_or_fileobj).read_bytes()
+            self.tree[op.path_in_repo] = _repo_file(op.path_in_repo, data)
+            self.contents[op.path_in_repo] = data
+        self.commits += 1
+        self.head = "abc123" if self.commits == 1 else f"abc123-{self.commits}"
+        return FakeCommit(self.head)
 
     def create_tag(self, repo_id, tag, tag_message=None, revision=None, repo_type=None):
         self.calls.append(("create_tag", repo_id, tag, revision))
+        if self.tag_failures:
+            self.tag_failures -= 1
+            raise _http_error(502, "Bad Gateway")
+        self.tags.append(FakeRef(tag))
 
 
 @pytest.fixture
@@ -357,3 +431,85 @@ def _assert_no_token_anywhere(tmp_path, result):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_push_commits_on_the_head_it_read(run_cli, validated_run, tmp_path, fake_api):
+    api = fake_api(FakeHfApi(head="f" * 40))
+    assert run_cli(*push_args(validated_run, tmp_path)).code == 0
+    [commit] = [c for c in api.calls if c[0] == "create_commit"]
+    assert commit[4] == "f" * 40  # parent_commit: a push that raced this one makes it fail
+    # A repo that does not exist yet has no head to plan against.
+    api = fake_api(FakeHfApi(head=None))
+    assert run_cli(*push_args(validated_run, tmp_path / "new")).code == 0
+    assert [c[0] for c in api.calls] == [
+        "list_repo_refs",
+        "create_repo",
+        "create_commit",
+        "create_tag",
+    ]
+    assert api.calls[2][4] is None
+
+
+def test_a_push_that_raced_another_is_one_line(run_cli, validated_run, tmp_path, fake_api):
+    api = fake_api(FakeHfApi(head="f" * 40, commit_status=412))
+    result = run_cli(*push_args(validated_run, tmp_path))
+    assert result.code == 2
+    assert "the repository changed while this push ran" in result.err
+    assert f"no longer {'f' * 40}" in result.err and "nothing was committed" in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert "create_tag" not in [c[0] for c in api.calls]
+
+
+def test_rerun_after_a_failed_tag_tags_the_commit_it_made(
+    run_cli, validated_run, tmp_path, fake_api
+):
+    api = fake_api(FakeHfApi(files=["pairs/train-00007.parquet"], tag_failures=1))
+    first = run_cli(*push_args(validated_run, tmp_path))
+    assert first.code == 2
+    assert "commit abc123 holds this export untagged" in first.err
+    assert "run the same command again" in first.err
+    assert len(first.err.strip().splitlines()) == 1
+    assert api.head == "abc123" and not api.tags
+    # The same command again: the head holds exactly this export, so it is only tagged.
+    api.calls.clear()
+    again = run_cli(*push_args(validated_run, tmp_path))
+    assert again.code == 0, again.err
+    assert [c[0] for c in api.calls] == ["list_repo_refs", "create_tag"]
+    assert api.calls[1] == ("create_tag", "me/dual-view", "v1.2.0", "abc123")
+    assert "no commit: me/dual-view head abc123 already holds this export" in again.out
+    # Once tagged, the version is taken, as for any other push.
+    third = run_cli(*push_args(validated_run, tmp_path))
+    assert third.code == 2 and "already has tag v1.2.0" in third.err
+    _assert_no_token_anywhere(tmp_path, again)
+
+
+def test_rerun_with_other_content_commits_on_the_untagged_commit(
+    run_cli, validated_run, tmp_path, fake_api
+):
+    api = fake_api(FakeHfApi(tag_failures=1))
+    assert run_cli(*push_args(validated_run, tmp_path)).code == 2
+    api.calls.clear()
+    other = push_args(validated_run, tmp_path, "--val-share", "0.5")  # other splits
+    assert run_cli(*other).code == 0
+    names = [c[0] for c in api.calls]
+    assert names == ["list_repo_refs", "create_repo", "create_commit", "create_tag"]
+    assert api.calls[2][4] == "abc123" and api.calls[3][3] == api.head != "abc123"
+
+
+def test_push_passes_allow_unvalidated_to_export(validated_run, tmp_path, monkeypatch):
+    from dvsynth.publish import hub
+    from dvsynth.publish.card import CardOptions
+
+    seen = {}
+
+    def fake_export(run_dirs, folder, options, val_share=0.05, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(hub, "export_dataset", fake_export)
+    options = CardOptions(license="cc-by-4.0", version="1.2.0", repo="me/dv")
+    with pytest.raises(RuntimeError, match="stop here"):
+        hub.push_dataset(
+            [validated_run], tmp_path / "x", options, dry_run=True, allow_unvalidated=True
+        )
+    assert seen == {"allow_unvalidated": True}

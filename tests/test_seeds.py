@@ -106,8 +106,9 @@ def test_csv_parquet_and_hf_folder_give_the_same_seeds(tmp_path):
     for spec in ("s.csv", "s.parquet", "hf"):
         seeds, errors = read(tmp_path / spec)
         assert errors == [], spec
-        assert [s.model_dump() for s in seeds] == [
-            {**e.model_dump(), "source": str(tmp_path / spec)} for e in expected
+        where = {"location"}  # where a row was read differs by format, by design
+        assert [s.model_dump(exclude=where) for s in seeds] == [
+            {**e.model_dump(exclude=where), "source": str(tmp_path / spec)} for e in expected
         ], spec
     assert expected[1].instruction == "Only 2020 data." and expected[0].instruction is None
 

@@ -63,7 +63,8 @@ def test_judge_keeps_confirmed_flips_and_names_the_failing_judgment(
     assert rows["fail-a"].reasons == ["judge:view_a:doc_b_relevant"]
     assert rows["fail-b"].reasons == ["judge:view_b:doc_a_relevant"]
     assert rows["error"].reasons == ["judge:llm:InternalServerError"]
-    assert rows["error"].status == "rejected" and "internal error" in rows["error"].error
+    # A 5xx is not a verdict: the row failed and the next validate tries it again.
+    assert rows["error"].status == "failed" and "internal error" in rows["error"].error
     verdicts = {(v.view, v.doc): v for v in rows["ok"].verdicts}
     assert {k: v.relevant for k, v in verdicts.items()} == {
         ("a", "a"): True,
@@ -140,7 +141,9 @@ def test_judging_with_the_generator_warns(run_cli, fake_server, generated):
 def test_generate_with_validate_does_both(run_cli, fake_server, tmp_path):
     seeds = case_seeds(tmp_path / "seeds.jsonl")
     args = generate_args(fake_server, seeds, tmp_path / "run", "--max-retries", "0")
-    result = run_cli(*args, "--validate", "--judge-model", "openai/judge")
+    # A judge of its own inherits no --api-base from the generator: it is told.
+    judge = ("--judge-model", "openai/judge", "--judge-api-base", fake_server.api_base)
+    result = run_cli(*args, "--validate", *judge)
     assert result.code == 0, result.err
     rows = by_seed(tmp_path / "run")
     assert rows["ok"].status == "kept" and "judge" in rows["ok"].stages
@@ -169,18 +172,21 @@ def test_stats_json_counts_stages_reasons_and_agreement(run_cli, fake_server, ge
     assert result.code == 0, result.err
     data = json.loads(result.out)
     assert data["rows"] == len(CASES)
-    assert data["status"] == {"kept": 3, "rejected": 4}  # ok, borderline, inject kept
-    assert data["stages"]["judge"] == {"entered": 7, "passed": 3, "acceptance": 0.4286}
-    # fail-a, and garbage (P(yes) = 0.5 admits every document)
-    assert data["reasons"]["judge:view_a:doc_b_relevant"] == 2
-    assert data["reasons"]["judge:llm:InternalServerError"] == 1
+    assert data["status"] == {"kept": 3, "rejected": 3, "failed": 1}  # ok, borderline, inject
+    assert data["failed_will_retry"] == {"judge": 1}  # error: a 5xx, retried on rerun
+    assert data["stages"]["judge"] == {"entered": 6, "passed": 3, "acceptance": 0.5}
+    # fail-a; garbage wrote neither yes nor no: unparsable, whatever P(yes) = 0.5 says
+    assert data["reasons"]["judge:view_a:doc_b_relevant"] == 1
+    assert data["reasons"]["judge:view_a:doc_b_unparsable"] == 1
+    assert "judge:llm:InternalServerError" not in data["reasons"]  # not a rejection
     # fail-a, fail-b and garbage each disagree once or more; error has no verdicts.
     assert data["judge_agreement"]["pairs_judged"] == 6
     assert data["judge_agreement"]["pairs_all_four_agree"] == 3
     assert data["instruction_words_kept"]["instruction_a"]["count"] == 3
     assert data["judge"]["prompt_tokens"] > 0
     table = run_cli("stats", str(generated))
-    assert "stage judge" in table.out and "3 / 7 passed" in table.out
+    assert "stage judge" in table.out and "3 / 6 passed" in table.out
+    assert "failed at judge, will retry on rerun" in table.out
 
 
 def test_dedup_across_two_shards(run_cli, fake_server, tmp_path):
@@ -246,38 +252,42 @@ def test_validate_killed_then_rerun_judges_no_pair_twice(tmp_path):
         done = _validated_queries(run)
         assert 10 <= len(done) < 40
         before = dict(server.requests_by_query)
-        assert all(before[q] == 5 for q in done)  # 1 generate + 4 judge calls each
+        # 1 generate + 2 instruction checks (bootstrap: both are new) + 4 judge calls each
+        assert all(before[q] == CALLS_PER_PAIR for q in done)
         rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
         for query in done:
-            assert server.requests_by_query[query] == 5
-        assert all(server.requests_by_query[r["query"]] >= 5 for r in rows)
+            assert server.requests_by_query[query] == CALLS_PER_PAIR
+        assert all(server.requests_by_query[r["query"]] >= CALLS_PER_PAIR for r in rows)
     final = read_rows(run)
     assert len(final) == 40 and _validated(run) == 40
+
+
+CALLS_PER_PAIR = 7
 
 
 def _validated(run) -> int:
     try:
         with sqlite3.connect(run / "dvsynth.sqlite") as db:
-            return db.execute("SELECT COUNT(*) FROM validated").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM rows WHERE checked IS NOT NULL").fetchone()[0]
     except sqlite3.Error:
         return 0
 
 
 def _validated_queries(run) -> set[str]:
     with sqlite3.connect(run / "dvsynth.sqlite") as db:
-        records = db.execute("SELECT record FROM validated").fetchall()
+        records = db.execute("SELECT checked FROM rows WHERE checked IS NOT NULL").fetchall()
     return {json.loads(r)["query"] for (r,) in records}
 
 
 def test_probability_of_yes_and_label_parsing():
     from dvsynth.validators.judge import parse_label, probability_of_yes
 
-    # Leading whitespace tokens and case variants count toward the same word.
+    # Case variants count toward the same word, at the position that wrote it.
     positions = [{"\n": -0.01}, {" Yes": math.log(0.6), "yes": math.log(0.2), "No": math.log(0.2)}]
-    assert probability_of_yes(positions) == pytest.approx(0.8)
-    assert probability_of_yes([{"maybe": -0.1}]) is None
-    assert probability_of_yes(None) is None
+    assert probability_of_yes("\n Yes", positions, ["\n", " Yes"]) == pytest.approx(0.8)
+    assert probability_of_yes("maybe", [{"maybe": -0.1}], ["maybe"]) is None
+    assert probability_of_yes("yes", None) is None
     assert parse_label("Yes.") is True and parse_label("no, it does not") is False
     assert parse_label("<answer>yes</answer>") is True
     assert parse_label("It depends; eyes notwithstanding") is None

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -26,17 +27,26 @@ os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", "0")
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # noqa: E402
 
 from dvsynth.errors import FatalLLMError, RowError, UserError  # noqa: E402
+from dvsynth.llm.keys import NO_KEY, choose_key, plain_http_warning  # noqa: E402
 from dvsynth.llm.limits import RateLimits  # noqa: E402
 from dvsynth.llm.openai_http import (  # noqa: E402
     MalformedResponse,
     OpenAIHTTPTransport,
     is_openai_compatible,
 )
-from dvsynth.llm.retry import error_kind, wait_retry_after_or_backoff  # noqa: E402
+from dvsynth.llm.retry import (  # noqa: E402
+    error_kind,
+    is_systematic_client_error,
+    status_of,
+    wait_retry_after_or_backoff,
+)
 from dvsynth.redact import redact  # noqa: E402
 
 LOCAL_PREFIX = "local/"
 TRANSPORTS = ("auto", "litellm", "http")
+# A 4xx that every row hits (unsupported parameter, unknown model name) stops the run
+# after this many calls, when none has succeeded, instead of rejecting every seed.
+FATAL_AFTER_CLIENT_ERRORS = 3
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class Completion:
     # Top alternatives (token -> log-probability) at each of the first answer tokens,
     # when the call asked for them and the provider returns them.
     logprobs: list[dict[str, float]] | None = None
+    # The token the model produced at each of those positions (None in caches written
+    # before dvsynth kept it).
+    tokens: list[str] | None = None
 
 
 class CallTimeout(TimeoutError):
@@ -97,9 +110,19 @@ class LLMClient:
         cache: ResponseCache | None = None,
         transport: str = "auto",
         extra_params: dict[str, Any] | None = None,
+        api_key_env: str | None = None,
+        key_option: str = "--api-key-env",
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
         self.api_base = api_base
+        self.api_key_env = api_key_env  # the variable's name; its value is never stored
+        self.key_option = key_option
+        self.on_notice = on_notice or _print_warning
+        self._keys = choose_key(model, api_base, api_key_env)
+        self._key = self._keys.value()
+        self._succeeded = False  # a live call of this client has returned an answer
+        self._client_errors = 0  # systematic 4xx answers while none had succeeded
         self.params: dict[str, Any] = {
             "temperature": temperature,
             "max_tokens": max_tokens,
@@ -121,7 +144,34 @@ class LLMClient:
             from dvsynth.llm.local import register_local_provider
 
             register_local_provider(self._litellm)
+        self._litellm_key = self._litellm_api_key()
         self._http = self._pick_transport(transport)
+
+    def _litellm_api_key(self) -> dict[str, str]:
+        """The `api_key` argument for litellm, where litellm must not choose it itself.
+
+        litellm's OpenAI client sends OPENAI_API_KEY to any --api-base that has no key
+        of its own; a placeholder stops it. Providers that read only their own variable
+        (anthropic/ behind a proxy) are left to litellm. An OpenAI-compatible provider's
+        own key (groq/ behind a proxy) becomes this client's key, for redaction and the
+        plain-http warning.
+        """
+        if self.is_local:
+            return {}
+        if not self._keys.litellm_decides:
+            return {"api_key": self._key or NO_KEY}
+        if not self.api_base:
+            return {}
+        try:
+            _, provider, own_key, _ = self._litellm.get_llm_provider(
+                self.model, api_base=self.api_base
+            )
+        except Exception:
+            return {}  # check() reports the unknown provider
+        if provider in self._litellm.openai_compatible_providers:
+            self._key = own_key or None
+            return {"api_key": own_key or NO_KEY}
+        return {}
 
     def _pick_transport(self, transport: str) -> OpenAIHTTPTransport | None:
         """The lean HTTP transport for OpenAI-compatible --api-base servers, else litellm.
@@ -140,8 +190,7 @@ class LLMClient:
         if transport == "litellm" or not fits:
             return None
         assert self.api_base is not None
-        key = os.environ.get("OPENAI_API_KEY") or os.environ.get("HOSTED_VLLM_API_KEY")
-        return OpenAIHTTPTransport(self.model, self.api_base, key, self.timeout)
+        return OpenAIHTTPTransport(self.model, self.api_base, self._key, self.timeout)
 
     async def aclose(self) -> None:
         """Close pooled connections; call at the end of each event loop that used them."""
@@ -164,11 +213,29 @@ class LLMClient:
 
             resolve_local_model(self.model)
             return
-        if self.api_base:
-            return  # self-hosted OpenAI-compatible servers usually need no key
+        if self.api_key_env and not self._key:
+            raise UserError(
+                f"{self.key_option} {self.api_key_env}: no such environment variable is set"
+            )
+        self._warn_if_key_in_clear()
+        if self.api_base or self.api_key_env:
+            return  # self-hosted servers usually need no key; a named key is present
         missing = litellm.validate_environment(self.model).get("missing_keys") or []
         if missing:
             raise UserError(f"--model {self.model}: missing API key, set {', '.join(missing)}")
+
+    def _warn_if_key_in_clear(self) -> None:
+        """Warn when a real key would go over plain http:// to a machine not this one."""
+        if self._key:
+            what = f"the API key in {self._keys.variable or 'the provider variable'}"
+        elif self._keys.litellm_decides and self.api_base and not self._litellm_key:
+            found = self._litellm.validate_environment(self.model).get("keys_in_environment")
+            what = f"the {self.model.split('/', 1)[0]} API key" if found else ""
+        else:
+            what = ""
+        warning = plain_http_warning(self.api_base, what) if what else None
+        if warning:
+            self.on_notice(f"--model {self.model}: {warning}")
 
     def price_known(self) -> bool:
         """Whether litellm's price table has this model (else cost shows as unknown)."""
@@ -210,6 +277,7 @@ class LLMClient:
             started = time.perf_counter()
             completion = await self._call_with_retries(messages, extra, estimate)
             completion = replace(completion, latency_s=round(time.perf_counter() - started, 4))
+        self._succeeded = True
         if self.limits.active:
             await self.limits.settle(
                 estimate, completion.prompt_tokens, completion.completion_tokens
@@ -245,10 +313,19 @@ class LLMClient:
                 with attempt:
                     return await self._attempt(messages, extra, estimate)
         except Exception as exc:
-            message = f"{type(exc).__name__}: {redact(_short(exc))}"
+            message = f"{type(exc).__name__}: {self._redact(_short(exc))}"
             if error_kind(exc) == "fatal":
                 raise FatalLLMError(f"--model {self.model}: {message}") from None
-            raise RowError(f"llm:{type(exc).__name__}", message) from None
+            if is_systematic_client_error(exc) and not self._succeeded:
+                self._client_errors += 1
+                if self._client_errors >= FATAL_AFTER_CLIENT_ERRORS:
+                    raise FatalLLMError(
+                        f"--model {self.model}: the first {self._client_errors} calls all "
+                        f"failed with HTTP {status_of(exc)} and none succeeded, so every "
+                        f"row would: {message}"
+                    ) from None
+            transient = error_kind(exc) == "transient"  # retries ran out: a rerun tries again
+            raise RowError(f"llm:{type(exc).__name__}", message, transient=transient) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _attempt(
@@ -270,14 +347,16 @@ class LLMClient:
         except asyncio.TimeoutError:
             raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
 
+    def _redact(self, text: str) -> str:
+        """`redact`, also of this client's key (whatever its variable is called)."""
+        return redact(text, extra=(self._key,) if self._key else ())
+
     def _litellm_call(self, messages: list[dict[str, str]], extra: dict[str, Any]) -> Any:
-        kwargs: dict[str, Any] = dict(self.params)
+        kwargs: dict[str, Any] = {**self.params, **self._litellm_key}
         if extra:
             kwargs["extra_body"] = extra
         if self.api_base:
             kwargs["api_base"] = self.api_base
-            if not self.is_local:
-                kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or "not-needed")
         return self._litellm.acompletion(
             model=self.model,
             messages=messages,
@@ -304,6 +383,7 @@ class LLMClient:
             latency_s=0.0,
             finish_reason=getattr(choice, "finish_reason", None),
             logprobs=_top_logprobs(_plain(getattr(choice, "logprobs", None))),
+            tokens=_produced_tokens(_plain(getattr(choice, "logprobs", None))),
         )
 
     def _json_to_completion(self, data: dict[str, Any]) -> Completion:
@@ -324,6 +404,7 @@ class LLMClient:
             latency_s=0.0,
             finish_reason=choice.get("finish_reason"),
             logprobs=_top_logprobs(choice.get("logprobs")),
+            tokens=_produced_tokens(choice.get("logprobs")),
         )
 
     def _priced(self, prompt_tokens: int, completion_tokens: int) -> float | None:
@@ -391,6 +472,25 @@ def _top_logprobs(logprobs: Any) -> list[dict[str, float]] | None:
             alternatives.setdefault(str(item["token"]), float(item["logprob"]))
         positions.append(alternatives)
     return positions or None
+
+
+def _produced_tokens(logprobs: Any) -> list[str] | None:
+    """The token the model produced at each position `_top_logprobs` keeps."""
+    if not isinstance(logprobs, dict) or not isinstance(logprobs.get("content"), list):
+        return None
+    tokens = [
+        str(item.get("token") or "")
+        for item in logprobs["content"][:MAX_LOGPROB_TOKENS]
+        if isinstance(item, dict)
+    ]
+    return tokens or None
+
+
+def _print_warning(message: str) -> None:
+    """Where no caller listens: the same one-line warning the reporters print."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _short(exc: Exception, limit: int = 300) -> str:

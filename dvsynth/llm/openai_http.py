@@ -57,6 +57,14 @@ class BadRequestError(APIStatusError):
     pass
 
 
+class Timeout(APIStatusError):  # noqa: A001 (litellm's name for a 408)
+    """408: the server gave up waiting for the request; transient."""
+
+
+class APIError(APIStatusError):
+    """A status litellm has no class of its own for (409 conflict is one; transient)."""
+
+
 class APIConnectionError(ConnectionError):
     """The connection failed or was dropped before a full answer arrived."""
 
@@ -69,12 +77,18 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    408: Timeout,
+    409: APIError,
     429: RateLimitError,
 }
 
 
 def status_error(status: int, body: str, headers: dict[str, str]) -> APIStatusError:
-    """The error class for an HTTP status, named as litellm names it."""
+    """The error class for an HTTP status, named as litellm names it.
+
+    The status, not the class, decides retries (`retry.error_kind`); the name only
+    labels a rejected row, the same under either transport.
+    """
     message = redact(" ".join(body.split())[:300])
     if status >= 500:
         cls: type[APIStatusError] = InternalServerError

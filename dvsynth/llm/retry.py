@@ -1,9 +1,12 @@
 """Which provider errors are worth retrying, and how long to wait before the next try.
 
-Transient faults (429, 5xx, timeouts, dropped connections, garbled responses) are
-retried with exponential backoff and full jitter, or after the server's Retry-After
-when it sends one. Faults that no retry can fix (bad key, no permission, unknown
-model) stop the run. Anything else is one row's problem.
+Transient faults (408, 409, 429, 5xx, timeouts, dropped connections, garbled
+responses) are retried with exponential backoff and full jitter, or after the server's
+Retry-After when it sends one. Faults that no retry can fix (401 bad key, 403 no
+permission, 404 unknown model) stop the run. Any other 4xx is one row's problem and is
+not retried. The HTTP status decides first, because litellm's and openai's error
+classes all derive from `APIError`, a 400 included; class names decide only for errors
+that carry no status (dropped connections, timeouts, unreadable bodies).
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from typing import Any
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
+FATAL_STATUS = (401, 403, 404)
+TRANSIENT_STATUS = (408, 409, 429)
+# Only for errors without a status. Never "APIError" through the class hierarchy: every
+# litellm and openai status error derives from it, a 400 included.
 FATAL = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
 TRANSIENT = (
     "RateLimitError",
@@ -23,28 +30,58 @@ TRANSIENT = (
     "ServiceUnavailableError",
     "BadGatewayError",
     "Timeout",
+    "APITimeoutError",
     "APIConnectionError",
-    "APIError",
     "APIResponseValidationError",
     "JSONDecodeError",
     "MalformedResponse",
 )
+# Row errors about one row's content: they say nothing about the next row.
+CONTENT_ERRORS = ("ContextWindowExceededError", "ContentPolicyViolationError")
 MAX_RETRY_AFTER_S = 600.0
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries (litellm's and openai's `status_code`)."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    return status if isinstance(status, int) and 100 <= status <= 599 else None
 
 
 def error_kind(exc: BaseException) -> str:
     """'fatal', 'transient' or 'row' for an exception raised by a completion call."""
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & set(CONTENT_ERRORS):
+        return "row"
+    status = status_of(exc)
+    if status is not None and status >= 400:
+        if status in FATAL_STATUS:
+            return "fatal"
+        if status in TRANSIENT_STATUS or status >= 500:
+            return "transient"
+        return "row"
     if names & set(FATAL):
         return "fatal"
-    if names & {"ContextWindowExceededError", "ContentPolicyViolationError"}:
-        return "row"
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and (status == 429 or status >= 500):
+    if type(exc).__name__ == "APIError":  # a bare APIError with no status: a server fault
         return "transient"
     if names & set(TRANSIENT) or isinstance(exc, (TimeoutError, ConnectionError)):
         return "transient"
     return "row"
+
+
+def is_systematic_client_error(exc: BaseException) -> bool:
+    """A row-level 4xx that does not depend on the row (unsupported parameter, bad model
+    name, ...): if every call so far ends in one, every later call will too."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    status = status_of(exc)
+    return (
+        error_kind(exc) == "row"
+        and status is not None
+        and 400 <= status < 500
+        and status != 413  # payload too large: this row's prompt
+        and not names & set(CONTENT_ERRORS)
+    )
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:

@@ -17,8 +17,10 @@ import jinja2
 from dvsynth.errors import UserError
 
 PROMPT_DIR = Path(__file__).parent
-#: The template each mode uses unless `--prompt FILE` says otherwise.
-DEFAULT_PROMPTS = {"reverse": "reverse.v1", "bootstrap": "bootstrap.v1"}
+#: The template each mode uses unless `--prompt FILE` says otherwise. A published name
+#: keeps its text for ever: v2 quotes every seed field with `| data` (v1 did not), and
+#: the v1 files stay so that old runs can be reproduced with `--prompt reverse.v1`.
+DEFAULT_PROMPTS = {"reverse": "reverse.v2", "bootstrap": "bootstrap.v2"}
 #: The judge's template unless `--judge-prompt FILE` says otherwise.
 DEFAULT_JUDGE_PROMPT = "judge.v1"
 
@@ -53,7 +55,7 @@ class PromptTemplate:
 
 
 def load_template(name_or_path: str) -> PromptTemplate:
-    """A bundled template by name (`reverse.v1`) or a user's template file."""
+    """A bundled template by name (`reverse.v2`) or a user's template file."""
     path = Path(name_or_path)
     if not path.is_file():
         bundled = PROMPT_DIR / f"{name_or_path}.jinja"

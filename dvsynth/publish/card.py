@@ -140,24 +140,44 @@ def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
     if not settings:
         return "none (not validated with `dvsynth validate`)", {}
     parsed = json.loads(settings[0])
-    rules = ", ".join(f"`{name}`" for name in parsed.get("rules", {}))
+    parts = ["rules " + ", ".join(f"`{name}`" for name in parsed.get("rules", {}))]
+    prompts: dict[str, str] = {}
+    check = parsed.get("check")
+    if check:
+        parts.append(
+            f"an LLM instruction check (prompt `{check['prompt']}`: is each generated "
+            "instruction a need a user could state without seeing the passages?)"
+        )
+        prompts[check["prompt"]] = check["prompt_sha256"]
     judge = parsed.get("judge")
     if judge:
-        text = (
-            f"rules {rules}; LLM judge `{judge['model']}` (prompt `{judge['prompt']}`, "
+        negatives = (
+            "; each other negative judged under view b, kept there only if not relevant"
+            if judge.get("negatives")
+            else "; other negatives not judged, so view b carries none"
+        )
+        parts.append(
+            f"LLM judge `{judge['model']}` (prompt `{judge['prompt']}`, "
             f"4 pointwise judgments per pair, P(yes) threshold {judge['threshold']} where "
             f"log-probabilities were {'requested' if judge.get('logprobs') else 'not used'}, "
-            f"temperature 0, max tokens {judge.get('max_tokens')}); "
-            "exact and near-duplicate removal"
+            f"temperature 0, max tokens {judge.get('max_tokens')}{negatives})"
         )
-        return text, {judge["prompt"]: judge["prompt_sha256"]}
-    return f"rules {rules}; no LLM judge; exact and near-duplicate removal", {}
+        prompts[judge["prompt"]] = judge["prompt_sha256"]
+    else:
+        parts.append("no LLM judge")
+    dedup = parsed.get("dedup")
+    parts.append(
+        f"exact and near-duplicate removal (rapidfuzz ratio >= {dedup['near_threshold']:g})"
+        if dedup
+        else "no duplicate removal"
+    )
+    return "; ".join(parts), prompts
 
 
 def _examples(run_dirs: Sequence[Path], count: int = 3) -> list[dict[str, str]]:
     examples = []
     for row in iter_runs(run_dirs):
-        if row.status == "kept":
+        if row.status == "kept" and row.verified:
             examples.append(
                 {
                     "query": row.query,
@@ -202,7 +222,7 @@ def build_card(
     describe = {
         "pairs": "one row per pair: query, both instructions and documents, verdicts, provenance",
         "triplets": "two rows per pair (view a, view b, adjacent): anchor, positive, negative, "
-        "negatives",
+        "negatives (the seed's other negatives verified for that view), stage",
         "rejected": "rejected rows with their reasons, for audit",
     }
     config_rows = [
@@ -260,6 +280,9 @@ def build_card(
         seed_citation=options.seed_citation,
         seed_dataset=options.seed_dataset,
         history=history,
+        unverified=stats["pending_validation"],
+        unverified_stages=sorted(stats["unverified_by_stage"].items()),
+        negatives=stats["other_negatives_kept"],
     )
     check_metadata(card)
     return card

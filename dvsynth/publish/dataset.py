@@ -6,20 +6,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dvsynth.publish.card import CardOptions, build_card, check_license
-from dvsynth.publish.export import ExportReport, write_data
+from dvsynth.publish.export import ExportReport, staged_folder, write_data
 from dvsynth.stats import StatsCollector
 
 CARD_FILE = "README.md"
 
 
 def export_dataset(
-    run_dirs: Sequence[Path], out: Path, options: CardOptions, val_share: float = 0.05
+    run_dirs: Sequence[Path],
+    out: Path,
+    options: CardOptions,
+    val_share: float = 0.05,
+    allow_unvalidated: bool = False,
 ) -> ExportReport:
-    """Write the data, then the card that maps it; `datasets.load_dataset(out, config)`."""
+    """Write the data, then the card that maps it; `datasets.load_dataset(out, config)`.
+
+    Built in a folder beside `out` that replaces it when complete, so a failed export
+    never leaves a half-written dataset where the previous one was.
+    """
     check_license(options.license)  # before anything is written
     counts = StatsCollector()  # the card's counts, gathered in the export's own pass
-    report = write_data(run_dirs, out, val_share, observe=counts.add)
-    card = build_card(run_dirs, report, options, counts.result(run_dirs))
-    (out / CARD_FILE).write_text(str(card), encoding="utf-8")
+    with staged_folder(out) as staging:
+        report = write_data(
+            run_dirs, staging, val_share, observe=counts.add, allow_unvalidated=allow_unvalidated
+        )
+        stats = counts.result(run_dirs)
+        card = build_card(run_dirs, report, options, stats)
+        (staging / CARD_FILE).write_text(str(card), encoding="utf-8")
+    report.out = out
     report.files.append(CARD_FILE)
     return report

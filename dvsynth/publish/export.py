@@ -16,9 +16,12 @@ bytes (fixed schemas, row order, file names, and a card without wall-clock times
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,10 @@ import pyarrow.parquet as pq
 from dvsynth.errors import UserError
 from dvsynth.runs import iter_runs
 from dvsynth.schema import Doc, DualView
+from dvsynth.store import RunStore
 
 CONFIGS = ("pairs", "triplets", "rejected")
+MARKER = ".dvsynth-export"  # marks a folder dvsynth may replace: it wrote it
 SPLITS = ("train", "validation")
 ROWS_PER_FILE = 250_000
 ROWS_PER_GROUP = 10_000
@@ -68,6 +73,8 @@ SCHEMAS = {
             ("generator_tokens", pa.int64()),
             ("judge_tokens", pa.int64()),
             ("created_at", pa.string()),
+            ("negatives_b", pa.list_(pa.string())),
+            ("stage", pa.string()),
         ]
     ),
     "triplets": pa.schema(
@@ -78,6 +85,7 @@ SCHEMAS = {
             ("negatives", pa.list_(pa.string())),
             ("pair_id", pa.string()),
             ("view", pa.string()),
+            ("stage", pa.string()),
         ]
     ),
     "rejected": pa.schema(
@@ -113,11 +121,6 @@ def doc_text(doc: Doc) -> str:
     return f"{doc.title}. {doc.text}" if doc.title else doc.text
 
 
-def anchor(query: str, instruction: str | None) -> str:
-    """The FollowIR join of query and instruction."""
-    return f"{query} {instruction or ''}".strip()
-
-
 def pair_record(row: DualView) -> dict[str, Any]:
     prov = row.provenance
     judge_usage = prov.judge_usage
@@ -144,30 +147,31 @@ def pair_record(row: DualView) -> dict[str, Any]:
         if judge_usage
         else None,
         "created_at": prov.created_at,
+        "negatives_b": row.negatives_b,
+        "stage": row.stage,
     }
 
 
 def triplet_records(row: DualView) -> list[dict[str, Any]]:
-    """View a then view b: the same pair, labels swapped."""
-    negatives = [doc_text(d) for d in row.other_negatives]
-    a, b = doc_text(row.doc_a), doc_text(row.doc_b)
-    views = (("a", row.instruction_a, a, b), ("b", row.instruction_b, b, a))
+    """View a then view b (`DualView.views()`): the same pair, labels swapped; each
+    view's `negatives` are the other negatives verified for it."""
     return [
         {
-            "anchor": anchor(row.query, instruction),
-            "positive": positive,
-            "negative": negative,
-            "negatives": negatives,
+            "anchor": view.anchor(row.query),
+            "positive": doc_text(view.positive),
+            "negative": doc_text(view.negative),
+            "negatives": [doc_text(d) for d in view.other_negatives],
             "pair_id": row.pair_id,
-            "view": view,
+            "view": view.name,
+            "stage": row.stage,
         }
-        for view, instruction, positive, negative in views
+        for view in row.views()
     ]
 
 
 def rejected_record(row: DualView) -> dict[str, Any]:
     first = row.reasons[0] if row.reasons else ""
-    stage = {"rule": "rules", "judge": "judge", "dedup": "dedup"}.get(
+    stage = {"rule": "rules", "check": "check", "judge": "judge", "dedup": "dedup"}.get(
         first.split(":", 1)[0], "generate"
     )
     return {
@@ -243,28 +247,32 @@ def write_data(
     out: Path,
     val_share: float,
     observe: Callable[[DualView], None] | None = None,
+    allow_unvalidated: bool = False,
 ) -> ExportReport:
-    """The parquet files of every config and split under `out` (emptied first); each
-    row also goes to `observe`, for what else wants the same pass (the card's counts)."""
+    """The parquet files of every config and split under `out` (a fresh folder); each
+    row also goes to `observe`, for what else wants the same pass (the card's counts).
+
+    Only verified rows are exported as pairs: a run with rows still pending validation is
+    refused (`check_verified`), unless `allow_unvalidated`, when they go out marked with
+    the stage they reached.
+    """
     if not 0.0 <= val_share < 1.0:
         raise UserError(f"--val-share: {val_share:g} is not in [0, 1)")
-    rows = iter_runs(run_dirs)  # checks every run before anything is written
-    first = next(rows, None)
-    _prepare_out(out)
+    check_verified(run_dirs, allow_unvalidated)
     writers = {(c, s): _SplitWriter(out, c, s) for c in CONFIGS for s in SPLITS}
     report = ExportReport(out=out)
     seen_queries: dict[str, set[str]] = {s: set() for s in SPLITS}
     try:
-        for row in _chain(first, rows):
+        for row in iter_runs(run_dirs):
             if observe:
                 observe(row)
             split = split_of(row.query, val_share)
-            if row.status == "kept":
+            if row.status == "kept" and (row.verified or allow_unvalidated):
                 writers[("pairs", split)].add(pair_record(row))
                 for record in triplet_records(row):
                     writers[("triplets", split)].add(record)
                 seen_queries[split].add(row.query)
-            else:
+            elif row.status == "rejected":
                 writers[("rejected", split)].add(rejected_record(row))
     finally:
         for writer in writers.values():
@@ -275,29 +283,77 @@ def write_data(
             report.files.extend(writer.files)
     report.queries = Counter({s: len(q) for s, q in seen_queries.items()})
     if not report.rows.get("pairs"):
-        raise UserError(f"{', '.join(map(str, run_dirs))}: no kept pairs to export")
+        raise UserError(f"{', '.join(map(str, run_dirs))}: no verified pairs to export")
     return report
 
 
-def _chain(first: DualView | None, rest):
-    if first is not None:
-        yield first
-        yield from rest
+def check_verified(run_dirs: Sequence[Path], allow_unvalidated: bool) -> Counter[str]:
+    """Rows by outcome over all runs; refuses (one line, with the command that finishes
+    them) when some are still pending validation, unless `allow_unvalidated`."""
+    if not run_dirs:
+        raise UserError("give at least one run directory")
+    totals: Counter[str] = Counter()
+    validated = True
+    for run in run_dirs:
+        store = RunStore.open_existing(Path(run))
+        try:
+            totals.update(store.progress())
+            validated = validated and store.get_meta("validation") is not None
+        finally:
+            store.close()
+    waiting = totals["pending"] + totals["failed_validate"]
+    if waiting and not allow_unvalidated:
+        runs = " ".join(map(str, run_dirs))
+        candidates = waiting + totals["verified"]
+        how = (
+            f"dvsynth validate {runs}` with the same options as before"
+            if validated
+            else f"dvsynth validate {runs} --judge-model MODEL`"
+        )
+        raise UserError(
+            f"{runs}: {waiting} of {candidates} generated pairs are not verified"
+            f"{'' if validated else ' (never validated)'}; finish them with `{how}, "
+            "or pass --allow-unvalidated to export them marked with the stage they reached"
+        )
+    return totals
 
 
-def _prepare_out(out: Path) -> None:
-    """An empty folder, or one a previous export wrote (replaced, never merged)."""
-    if out.exists():
-        if not out.is_dir():
-            raise UserError(f"--out {out}: exists and is not a folder")
-        entries = {p.name for p in out.iterdir()}
-        ours = set(CONFIGS) | {"README.md", ".gitattributes"}
-        if entries - ours:
-            raise UserError(f"--out {out}: folder holds files that are not a dvsynth export")
-        for name in entries:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+def check_out(out: Path) -> None:
+    """`out` must be new, empty, or an export dvsynth wrote (it holds the marker file)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    if any(out.iterdir()) and not (out / MARKER).is_file():
+        raise UserError(
+            f"--out {out}: folder holds files that are not a dvsynth export "
+            f"(no {MARKER}); choose another --out"
+        )
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A new folder beside `out` to build the export in; it replaces `out` only once it
+    is complete, so a failed or killed export leaves the previous one as it was."""
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        (staging / MARKER).write_text(
+            "Written by dvsynth export; a later export into this folder replaces it whole.\n",
+            encoding="utf-8",
+        )
+        yield staging
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 def configs_metadata(report: ExportReport) -> list[dict[str, Any]]:

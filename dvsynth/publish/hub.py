@@ -3,17 +3,24 @@
 A version is immutable: a tag that exists already is refused, so
 `load_dataset(repo, config, revision="vX.Y.Z")` returns the same data for ever. Files
 that the previous version had and this one lacks (fewer shards) are deleted in the same
-commit, so the repository's head is exactly this export. The token comes from the
-environment (HF_TOKEN) or the `hf auth login` cache, through huggingface_hub; it is
+commit, so the repository's head is exactly this export.
+
+The commit names the head it was planned against as its parent: a push that raced
+another one fails (one line) instead of overwriting it. Commit and tag are two calls;
+when the second failed, the same command run again finds the head already holding this
+export (same paths, same sha256 or git blob ids) and only tags it. The token comes from
+the environment (HF_TOKEN) or the `hf auth login` cache, through huggingface_hub; it is
 never printed, logged or written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dvsynth.errors import UserError
 from dvsynth.publish.card import HISTORY_KEY, CardOptions
@@ -33,9 +40,18 @@ class PushPlan:
     folder: Path
     add: list[str]
     delete: list[str]
+    parent: str | None = None  # the head planned against; None for a new repo
+    tag_only: bool = False  # the head already holds this export (an earlier push's commit)
 
     def describe(self) -> list[str]:
+        if self.tag_only:
+            return [
+                f"no commit: {self.repo} head {self.parent} already holds this export",
+                f"tag {self.tag} on that commit",
+            ]
         lines = [f"create dataset repo {self.repo} if missing (private={self.private})"]
+        if self.parent:
+            lines.append(f"commit on parent {self.parent} (refused if the head moves)")
         lines += [f"commit: add {path}" for path in self.add]
         lines += [f"commit: delete {path}" for path in self.delete]
         lines.append(f"tag {self.tag} on that commit")
@@ -50,17 +66,22 @@ def check_target(repo: str, version: str) -> str:
     return f"v{version}"
 
 
+def _status(exc: Exception) -> int | None:
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
 def _hub_error(exc: Exception, repo: str) -> UserError:
     from huggingface_hub.errors import HfHubHTTPError
 
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+    status = _status(exc)
     if status in (401, 403):
         return UserError(
             f"--repo {repo}: the Hub refused the token ({status}); set HF_TOKEN or run "
             "`hf auth login` with a token that can write to this repository"
         )
     if isinstance(exc, HfHubHTTPError):
-        return UserError(f"--repo {repo}: the Hub answered {status}: {redact(str(exc))[:300]}")
+        detail = " ".join(redact(str(exc)).split())[:300]  # one line, whatever the server sent
+        return UserError(f"--repo {repo}: the Hub answered {status}: {detail}")
     return UserError(f"--repo {repo}: cannot reach the Hub ({type(exc).__name__})")
 
 
@@ -73,67 +94,135 @@ def push_dataset(
     dry_run: bool = False,
     val_share: float = 0.05,
     on_plan: Callable[[PushPlan], None] | None = None,
+    allow_unvalidated: bool = False,
     api=None,
 ) -> PushPlan:
-    """Export to `folder`, then (unless dry_run) commit it and tag the commit."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    """Export to `folder`, then (unless dry_run) commit it on the head it read and tag it."""
+    from huggingface_hub import HfApi
 
     tag = check_target(options.repo, options.version)
     api = api or HfApi()
-    existing_files: list[str] = []
+    head: str | None = None
+    remote: dict[str, Any] = {}
     if not dry_run:
-        try:
-            refs = api.list_repo_refs(options.repo, repo_type="dataset")
-            if any(t.name == tag for t in refs.tags):
-                raise UserError(
-                    f"--version {options.version}: {options.repo} already has tag {tag}; "
-                    "versions are immutable, choose a new one"
-                )
-            existing_files = api.list_repo_files(options.repo, repo_type="dataset")
-            options.history = _history(api, options.repo)
-        except UserError:
-            raise
-        except Exception as exc:
-            if getattr(getattr(exc, "response", None), "status_code", None) != 404:
-                raise _hub_error(exc, options.repo) from None
-    report = export_dataset(run_dirs, folder, options, val_share)
-    ours = set(report.files)
-    stale = [f for f in existing_files if f.split("/", 1)[0] in CONFIGS and f not in ours]
-    plan = PushPlan(options.repo, tag, private, folder, sorted(ours), sorted(stale))
+        head, remote = _read_head(api, options, tag)
+    report = export_dataset(
+        run_dirs, folder, options, val_share, allow_unvalidated=allow_unvalidated
+    )
+    ours = sorted(set(report.files))
+    stale = sorted(f for f in remote if f.split("/", 1)[0] in CONFIGS and f not in ours)
+    held = head is not None and not stale and _holds(folder, ours, remote)
+    plan = PushPlan(options.repo, tag, private, folder, ours, stale, head, tag_only=held)
     if on_plan:
         on_plan(plan)
-    if dry_run:
-        return plan
-    try:
-        api.create_repo(options.repo, repo_type="dataset", private=private, exist_ok=True)
-        operations = [
-            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(folder / path))
-            for path in plan.add
-        ] + [CommitOperationDelete(path_in_repo=path) for path in plan.delete]
-        commit = api.create_commit(
-            options.repo,
-            operations,
-            commit_message=f"dvsynth {options.version}",
-            repo_type="dataset",
-        )
-        api.create_tag(
-            options.repo,
-            tag=tag,
-            tag_message=f"dvsynth dataset {options.version}",
-            revision=commit.oid,
-            repo_type="dataset",
-        )
-    except Exception as exc:
-        raise _hub_error(exc, options.repo) from None
+    if not dry_run:
+        _upload(api, plan, options.version)
     return plan
 
 
-def _history(api, repo: str) -> list[dict]:
-    """Earlier versions, as the current card on the Hub lists them."""
+def _read_head(api, options: CardOptions, tag: str) -> tuple[str | None, dict[str, Any]]:
+    """(head commit, {path: RepoFile} at it); (None, {}) for a repo that does not exist."""
+    from huggingface_hub.hf_api import RepoFile
+
+    try:
+        refs = api.list_repo_refs(options.repo, repo_type="dataset")
+        if any(t.name == tag for t in refs.tags):
+            raise UserError(
+                f"--version {options.version}: {options.repo} already has tag {tag}; "
+                "versions are immutable, choose a new one"
+            )
+        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        if head is None:
+            return None, {}
+        tree = api.list_repo_tree(options.repo, recursive=True, revision=head, repo_type="dataset")
+        remote = {entry.path: entry for entry in tree if isinstance(entry, RepoFile)}
+        options.history = _history(api, options.repo, head)
+    except UserError:
+        raise
+    except Exception as exc:
+        if _status(exc) != 404:
+            raise _hub_error(exc, options.repo) from None
+        return None, {}
+    return head, remote
+
+
+def _upload(api, plan: PushPlan, version: str) -> None:
+    """Commit (unless the head holds the export already), then tag; each failure one line."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    revision = plan.parent
+    if not plan.tag_only:
+        operations = [
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(plan.folder / path))
+            for path in plan.add
+        ] + [CommitOperationDelete(path_in_repo=path) for path in plan.delete]
+        try:
+            api.create_repo(plan.repo, repo_type="dataset", private=plan.private, exist_ok=True)
+            commit = api.create_commit(
+                plan.repo,
+                operations,
+                commit_message=f"dvsynth {version}",
+                repo_type="dataset",
+                parent_commit=plan.parent,
+            )
+        except Exception as exc:
+            if _status(exc) in (409, 412):
+                raise UserError(
+                    f"--repo {plan.repo}: the repository changed while this push ran (its "
+                    f"head is no longer {plan.parent or 'empty'}); nothing was committed, "
+                    "run the command again to push on the new head"
+                ) from None
+            raise _hub_error(exc, plan.repo) from None
+        revision = commit.oid
+    try:
+        api.create_tag(
+            plan.repo,
+            tag=plan.tag,
+            tag_message=f"dvsynth dataset {version}",
+            revision=revision,
+            repo_type="dataset",
+        )
+    except Exception as exc:
+        raise UserError(
+            f"{_hub_error(exc, plan.repo)}; commit {revision} holds this export untagged: "
+            "run the same command again to tag it"
+        ) from None
+
+
+def _holds(folder: Path, paths: list[str], remote: dict[str, Any]) -> bool:
+    """Whether the Hub files at `remote` are exactly our files' bytes, path by path.
+
+    LFS files carry their sha256; small files their git blob id (sha1 of a header and
+    the bytes). Both are in the tree listing, so nothing is downloaded.
+    """
+    for path in paths:
+        entry, local = remote.get(path), folder / path
+        if entry is None:
+            return False
+        if entry.lfs is not None:
+            same = entry.lfs.sha256 == _sha256(local)
+        else:
+            data = local.read_bytes()
+            same = entry.blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        if not same:
+            return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _history(api, repo: str, revision: str) -> list[dict]:
+    """Earlier versions, as the card at the head commit lists them."""
     from huggingface_hub import DatasetCard
 
     try:
-        path = api.hf_hub_download(repo, "README.md", repo_type="dataset")
+        path = api.hf_hub_download(repo, "README.md", repo_type="dataset", revision=revision)
     except Exception:
         return []
     card = DatasetCard.load(path)

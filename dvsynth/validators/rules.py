@@ -91,31 +91,110 @@ def leakage(row: DualView, *, span_words: int = 8, min_similarity: float = 95.0)
     return None
 
 
+# Nouns that can name one of the candidate passages the generator was shown.
+_CAND = r"(?:passage|document|doc|snippet|text|excerpt|candidate|option|result|example)"
+# The narrower set for words that also go with ordinary nouns ("these options", "each example").
+_PASSAGE = r"(?:passage|document|doc|snippet|text|excerpt)"
+# A label after such a noun: a capital letter (not the pronoun I), a small number, a number word.
+_LABEL = r"(?:(?-i:[A-HJ-Z])|(?:number\s+|no\.\s*|\#\s*)?(?:\d{1,2}|one|two|three|four|five))"
+# Words that order the shown set ("the second passage", "the top result").
+_ORDER = (
+    r"(?:first|second|third|fourth|last|former|latter|top|bottom|upper|lower|earlier|later"
+    r"|previous|preceding|following|next|higher-ranked|lower-ranked|top-ranked)"
+)
+# What may follow a standalone "the former", "the second", "the other": a pause or a verb,
+# never a noun ("the former Soviet Union", "the second edition", "the other side").
+_STANDALONE = (
+    r"(?=\s*(?:[,.;:!?)]|$)|\s+(?:one|ones|over|rather|instead|for|is|are|was|fits|has"
+    r"|covers|because|since|which|as|than)\b)"
+)
+
+_META_GROUPS: dict[str, str] = {
+    # Labels: passage B, document 2, doc #1, option two, result number 3, doc labeled B.
+    "label": rf"\b{_CAND}s?\s*(?:label(?:l)?ed\s+)?{_LABEL}\b(?!-)"
+    r"|\b(?:doc|document|passage)[_\s-]?ids?\b"
+    r"|\b(?:instruction|view|query)\s+(?-i:[AB])\b"
+    r"|\b(?:item|entry|number)\s+\#?\d+\s+(?:in|on|of)\s+the\s+list\b",
+    # Position and order: the second passage, the top result, the other one, listed above.
+    "position": rf"\b{_ORDER}\s+(?:{_CAND}|{_PASSAGE}s)\b(?!\s+(?:of|to|message)\b)"
+    rf"|\bthe\s+(?:{_ORDER}|other|remaining|alternative|opposite)\s+(?:{_PASSAGE}|candidate|one)\b"
+    r"|\b(?:shown|listed|given|provided|presented|displayed|quoted|mentioned|printed)"
+    r"\s+(?:above|below)\b"
+    rf"|\bthe\s+(?:one|{_CAND}s?)\s+(?:above|below)\b"
+    rf"|\bthe\s+(?:above|below)\s+(?:one|{_CAND}s?)\b",
+    # "the latter", "rather than the second,": unless the instruction named what it counts.
+    "standalone": r"\bthe\s+(?P<ordinal>former|latter|first|second|other)\b" + _STANDALONE,
+    # The shown set and its members: the given passages, these documents, the pair. (Not "the
+    # one about ...": "not the one about customer credit" disambiguates the query's term.)
+    "shown_set": rf"\b(?:the|these|those)\s+(?:shown|given|provided|listed|retrieved|presented"
+    rf"|displayed|supplied|attached|aforementioned|above-mentioned|candidate)\s+{_CAND}s?\b"
+    rf"|\b(?:this|that|these|those)\s+(?:two\s+)?(?:{_PASSAGE}s?|candidates?|examples?|one)\b(?!-)"
+    rf"|\b(?:both|each|either|neither)\s+{_PASSAGE}s?\b|\b(?:either|neither)\s+one\b"
+    r"|\b(?:which|whichever|either|neither|out|first|second|last)"
+    rf"\s+of\s+(?:the|these|those)\s+(?:two\s+|three\s+)?(?:{_PASSAGE}|candidate|option)s\b"
+    rf"|\b(?:of|between|among|from)\s+(?:the|these|those)\s+(?:two|three)\s+(?:{_PASSAGE}|candidate)s\b"
+    r"|\b(?:of|between|among)\s+(?:the|these|those)\s+two\s*,\s*"
+    r"(?:the|I|pick|choose|return|prefer|rank|take|give|use|go)\b"
+    rf"|\bcandidate\s+{_PASSAGE}s?\b|\bthe\s+example\s+{_PASSAGE}\b"
+    r"|\b(?:the|this)\s+(?:pair|snippet)\b(?!\s+of\b)",
+    # Task and label talk: the positive, the hard negative, the gold document, mark as relevant.
+    "task_talk": r"\b(?:the|a|each)\s+(?:positive|negative)\b"
+    rf"(?=\s*(?:[,.;:!?)]|$)|\s+(?:{_CAND}s?|ones?|samples?|is|are|was|should|here|as"
+    r"|for|rather|instead|over|about|with|which|that)\b)"
+    rf"|\b(?:positive|negative)\s+(?:{_PASSAGE}|candidate|sample)s?\b"
+    r"|\bhard\s+negatives?\b(?!\s+(?:mining|sampling|selection)\b)"
+    r"|\b(?:gold|target|intended|expected)\s+(?:passage|document|doc|snippet|candidate|answer"
+    r"|label|match|one)s?\b"
+    r"|\b(?:correct|right)\s+(?:passage|document|doc|snippet|candidate|one)s?\b"
+    r"|\bthis\s+(?:(?:retrieval|ranking|search)\s+)?task\b"
+    r"|\b(?:this|the|our)\s+(?:retrieval|ranking|search)\s+(?:exercise|setting|setup)\b"
+    r"|\b(?:retrieval|ranking|relevance|annotation|labell?ing)\s+(?:task|exercise)\b"
+    r"|\b(?:swap|flip|switch|reverse|invert)\s+(?:the\s+)?(?:labels|relevance|roles)\b"
+    r"|\b(?:mark|label|tag|flag|treat|classify)(?:ed|s)?\b[^.;:]{0,50}?\bas\s+(?:not\s+)?"
+    r"(?:relevant|irrelevant|non-relevant|positive|negative|correct)\b"
+    r"|\blabel\s+(?:it|them|this|that|(?-i:[A-Z]))\s+(?:not\s+)?(?:relevant|irrelevant)\b"
+    r"|\bas\s+(?:the|a)\s+(?:match|answer|target|winner)\b"
+    r"|\brank\s+(?:it|this|that|them)\s+(?:first|higher|lower|last|top|above|below)\b"
+    r"|\bthe\s+(?:relevant|irrelevant|non-relevant)\s+(?:passage|document|doc|text|snippet"
+    r"|one)s?\b(?!\s+(?:must|will|should|would|can|may|need|needs)\b)",
+}
 _META = re.compile(
-    r"""
-    \b(?:passage|document|doc|candidate)s?\s*
-        (?:(?-i:[A-Z])\b|\#?\d+\b|ids?\b)              # passage A, document 2, doc #1
-    | \b(?:doc|document|passage)[_\s-]?ids?\b          # doc_id, passage ids
-    | \b(?:the|a|each)\s+(?:positive|negative)\b       # the positive, a negative
-    | \b(?:positive|negative)\s+(?:passage|document|doc|example|sample)s?\b
-    | \bhard\s+negatives?\b
-    | \b(?:instruction|view)\s+[AB]\b                  # instruction A, view B
-    | \bthis\s+(?:task|exercise|instruction)\b
-    | \b(?:the\s+)?(?:relevant|irrelevant)\s+(?:passage|document|doc)s?\b
-    """,
-    re.VERBOSE | re.IGNORECASE,
+    "|".join(f"(?P<{name}>{pattern})" for name, pattern in _META_GROUPS.items()),
+    re.IGNORECASE,
 )
 
 
-def meta_language(row: DualView) -> str | None:
-    """Talks about the dataset instead of the information need (letters, ids, labels).
+def meta_match(text: str) -> tuple[str, str] | None:
+    """(pattern group, matched words) of the first meta-language in `text`, else None."""
+    text = text or ""
+    for match in _META.finditer(text):
+        group = next(name for name in _META_GROUPS if match.group(name))
+        if group == "standalone" and _names_its_noun(text[: match.start()], match["ordinal"]):
+            continue
+        return group, match.group(0)
+    return None
 
-    "positive" and "negative" are flagged only where they label a passage ("the
-    negative", "negative passage"): "HIV-negative patients" is a real constraint.
+
+def _names_its_noun(before: str, ordinal: str) -> bool:
+    """Whether the ordinal's noun was named earlier ("the second edition ..., not the first")."""
+    partners = {"first": "second|last", "second": "first", "former": "latter", "latter": "former"}
+    words = partners.get(ordinal.lower(), "other|another|one")
+    noun = rf"(?!(?:{_CAND}s?|about|on|with|from|that|which|of|in|for|is|was)\b)[a-z]{{3,}}"
+    return bool(re.search(rf"\b(?:{words})\s+{noun}", before, re.I))
+
+
+def meta_language(row: DualView) -> str | None:
+    """Points at the shown passages or talks about the task instead of stating a need.
+
+    A generator that saw the candidates may write "return the second passage, not the
+    first": no user could, and a retriever trained on it learns to read labels. Caught:
+    the candidates by label, position or order, the shown set and its members, and talk
+    of the task, labels and negatives. A need that merely says "document" or "passage"
+    ("Relevant documents describe ...", "A relevant passage explains ...") passes, as do
+    ordinary uses of the same words ("first-hand", "HIV-negative", "listed companies").
     """
     for name, text in generated_instructions(row):
-        match = _META.search(text or "")
-        if match:
+        if meta_match(text or "") is not None:
             return name
     return None
 

@@ -1,0 +1,84 @@
+"""The instruction check: could a user have written this instruction without the passages?
+
+The meta_language rule catches the usual ways a generator points at the passages it was
+shown ("passage B", "the second one"); an LLM reads the phrasings no pattern lists. One
+short call per generated instruction, with the query and the instruction only: without
+the documents the model cannot be swayed by them, and the call stays cheap. "yes" keeps
+the instruction; "no" rejects the row with `check:<field>:not_self_contained`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from dvsynth.llm.client import Completion, LLMClient
+from dvsynth.prompts import PromptTemplate
+from dvsynth.schema import CheckVerdict, DualView
+from dvsynth.validators.judge import parse_label, take_answer
+from dvsynth.validators.rules import generated_instructions
+
+#: The bundled template, unless a caller passes its own.
+DEFAULT_INSTRUCTION_CHECK_PROMPT = "instruction_check.v1"
+#: The question line of the bundled template (the fake test server recognises it).
+SIGNATURE = (
+    "Is this instruction a self-contained information need that a user could write "
+    "without seeing the candidate passages?"
+)
+ANSWER_CHOICES = ("yes", "no")
+#: The first whole-word yes / no ("**Yes**" included); None when there is neither.
+parse_answer = parse_label
+
+
+@dataclass
+class CheckOutcome:
+    """What the check said about one pair's generated instructions, and what it cost."""
+
+    verdicts: list[CheckVerdict]
+    reasons: list[str]
+    calls: int = 0  # calls made, cached ones included
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0  # None: the provider's price is unknown
+    cached_calls: int = 0
+    errors: list[str] = field(default_factory=list)
+    transient: list[str] = field(default_factory=list)  # faults a rerun retries
+
+
+@dataclass
+class InstructionCheck:
+    client: LLMClient
+    template: PromptTemplate
+
+    async def __call__(self, row: DualView) -> CheckOutcome:
+        fields = [(name, text or "") for name, text in generated_instructions(row)]
+        results = await asyncio.gather(
+            *(self._check_one(row.query, name, text) for name, text in fields),
+            return_exceptions=True,
+        )
+        outcome = CheckOutcome(verdicts=[], reasons=[], calls=len(fields))
+        for (name, _), result in zip(fields, results, strict=True):
+            answered = take_answer(outcome, result, "check")
+            if answered is None:
+                continue
+            verdict, _ = answered
+            outcome.verdicts.append(verdict)
+            if verdict.ok is None:
+                outcome.reasons.append(f"check:{name}:unparsable")
+            elif not verdict.ok:
+                outcome.reasons.append(f"check:{name}:not_self_contained")
+        outcome.reasons = sorted(set(outcome.reasons))
+        return outcome
+
+    async def _check_one(
+        self, query: str, name: str, instruction: str
+    ) -> tuple[CheckVerdict, Completion]:
+        messages = self.template.render(query=query, instruction=instruction)
+        completion = await self.client.complete(messages, answer_choices=ANSWER_CHOICES)
+        verdict = CheckVerdict(
+            field=name,  # type: ignore[arg-type]
+            ok=parse_answer(completion.text),
+            model=self.client.model,
+            raw=completion.text[:200],
+        )
+        return verdict, completion
