@@ -29,9 +29,9 @@ if __package__ in (None, ""):
 
 from baselines.pairs import pair_from_gold  # noqa: E402
 from baselines.train import TrainConfig, train  # noqa: E402
-from dvsynth.eval_retriever import embedding_scorer, evaluate_pairs, summarize  # noqa: E402
-from dvsynth.gold import GoldPair, read_gold  # noqa: E402
-from dvsynth.mine import load_embedder  # noqa: E402
+from dvsynth.evaluate.embed import load_embedder  # noqa: E402
+from dvsynth.evaluate.eval_retriever import embedding_scorer, evaluate_pairs, summarize  # noqa: E402
+from dvsynth.evaluate.gold import GoldPair, read_gold  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = ("dual_accuracy", "accuracy_view_a", "accuracy_view_b", "p_mrr")

@@ -116,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--trust-remote-code", action="store_true", help="for models with their own code"
     )
     args = parser.parse_args(argv)
-    from dvsynth.eval_retriever import embedding_scorer, evaluate_pairs, summarize
-    from dvsynth.gold import BUNDLED_GOLD, read_gold
-    from dvsynth.mine import load_embedder
+    from dvsynth.evaluate.embed import load_embedder
+    from dvsynth.evaluate.eval_retriever import embedding_scorer, evaluate_pairs, summarize
+    from dvsynth.evaluate.gold import BUNDLED_GOLD, read_gold
 
     try:
         loaded = {} if args.no_followir else load_subsets(args.subsets, args.followir_dir)

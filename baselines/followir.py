@@ -10,7 +10,7 @@ out as the Hub datasets `jhu-clsp/{robust04,news21,core17}-instructions` are.
 Each query's candidates (top_ranked) are reranked twice: query + " " + instruction_og
 (the og run) and query + " " + instruction_changed (the changed run). MAP@1000 or
 nDCG@5 is scored on the og run with the og qrels; p-MRR compares the two runs on the
-documents whose label changed, as mteb computes it (dvsynth.metrics).
+documents whose label changed, as mteb computes it (dvsynth.evaluate.metrics).
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dvsynth.errors import UserError
-from dvsynth.metrics import average_precision, followir_pmrr, mean_over_queries, ndcg, ranked
-from dvsynth.schema import anchor
+from dvsynth.evaluate.metrics import (
+    average_precision,
+    followir_pmrr,
+    mean_over_queries,
+    ndcg,
+    ranked,
+)
+from dvsynth.records import anchor
 
 #: subset -> (Hub dataset, its main retrieval metric, k)
 SUBSETS = {

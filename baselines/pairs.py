@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvsynth.errors import UserError
-from dvsynth.gold import GoldPair, read_gold
-from dvsynth.publish.export import triplet_records
+from dvsynth.evaluate.gold import GoldPair, read_gold
+from dvsynth.records import doc_text
 
 ARMS = ("orig", "dv", "dv-add")
 
@@ -40,9 +40,13 @@ class TrainPair:
 
 
 def pair_from_gold(gold: GoldPair) -> TrainPair:
-    """The gold pair's two views exactly as `dvsynth export` writes them."""
-    (pair,) = pairs_from_triplets(triplet_records(gold.as_dual_view()), gold.gold_id)
-    return pair
+    """The gold pair's two views, from `DualView.views()` as `dvsynth export` writes them."""
+    row = gold.as_dual_view()
+    a, b = (
+        View(view.anchor(row.query), doc_text(view.positive), doc_text(view.negative))
+        for view in row.views()
+    )
+    return TrainPair(row.pair_id, a, b)
 
 
 def pairs_from_triplets(rows: Iterable[dict], source: str) -> list[TrainPair]:

@@ -69,7 +69,7 @@ def train(pairs: Sequence[TrainPair], config: TrainConfig, out: Path, quiet: boo
 
     from baselines.loss import PairAwareMNRLoss
     from baselines.sampler import DualViewBatchSampler
-    from dvsynth.mine import load_embedder
+    from dvsynth.evaluate.embed import load_embedder
 
     if not pairs:
         raise UserError("--data: no training pairs")

@@ -2,7 +2,7 @@
 
 Two runs, each repeated and reported as the median:
   * api:   every msmarco-1743 seed (mined by `dvsynth mine`) in bootstrap mode against
-           the project's fake OpenAI-compatible server (tests/fake_llm_server.py) on
+           the project's fake OpenAI-compatible server (dvsynth/testing.py) on
            127.0.0.1, --concurrency 64. Server and client share this machine's cores.
   * local: the first 20 of those seeds with the embedded local/smollm2.
 Each run is a fresh `dvsynth generate` process; peak RSS is that process's max RSS.
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fake_llm_server import FakeLLMServer  # noqa: E402
+from dvsynth.testing import FakeLLMServer  # noqa: E402
 
 MSMARCO = ROOT.parent / "shared" / "data" / "msmarco-1743"
 OUT = ROOT / "benchmarks" / "out"

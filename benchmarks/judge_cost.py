@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from dvsynth.gold import read_gold  # noqa: E402
+from dvsynth.evaluate.gold import read_gold  # noqa: E402
 from dvsynth.prompts import DEFAULT_JUDGE_PROMPT, load_template  # noqa: E402
 from dvsynth.validators.instruction_check import DEFAULT_INSTRUCTION_CHECK_PROMPT  # noqa: E402
 from dvsynth.validators.rules import generated_instructions  # noqa: E402

@@ -1,6 +1,6 @@
 """Throughput of `dvsynth generate` against a server with a fixed 500 ms latency.
 
-The project's fake OpenAI-compatible server (tests/fake_llm_server.py) runs in its own
+The project's fake OpenAI-compatible server (dvsynth/testing.py) runs in its own
 process with --latency 0.5 and no faults. For each concurrency C and each client, N
 prompts are sent (the exact bootstrap prompts dvsynth renders for N msmarco seeds):
 
@@ -73,7 +73,7 @@ def make_inputs(n: int, work: Path) -> tuple[Path, Path]:
 class Server:
     def __init__(self, latency: float) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fake_llm_server", "--latency", str(latency)],
+            [sys.executable, "-m", "dvsynth.testing", "--latency", str(latency)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,4 +1,5 @@
-"""The resolved settings of a generation run, and the part of them that defines its data.
+"""Every command's settings, one pydantic model each: how calls travel (`CallSettings`),
+`GenerateConfig` (and the part of it that defines a run's data), `ValidateConfig`.
 
 `identity()` holds what changes the rows (seeds, model, prompt, sampling); a run
 directory refuses a second invocation whose identity differs. How fast or how far a run
@@ -15,7 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from dvsynth.seeds import BUNDLED_SAMPLE, SeedFormat, describe_source
+from dvsynth.errors import UserError
+from dvsynth.prompts import DEFAULT_CHECK_PROMPT, DEFAULT_JUDGE_PROMPT
+from dvsynth.seeds.adapters import SeedFormat
+from dvsynth.seeds.readers import BUNDLED_SAMPLE, describe_source
 
 ModeSetting = Literal["auto", "reverse", "bootstrap"]
 DEFAULT_MODEL = "local/smollm2"
@@ -90,3 +94,85 @@ class GenerateConfig(CallSettings):
 
 def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+class ValidateConfig(CallSettings):
+    """`dvsynth validate` (and `calibrate`): the runs, each step's settings, the judge."""
+
+    runs: list[Path]
+    judge: bool = True
+    judge_model: str | None = None  # None: the generator's model (with a warning)
+    judge_api_base: str | None = None  # never the generator's, unless the caller says so
+    judge_api_key_env: str | None = None  # the NAME of the variable with the judge's key
+    judge_prompt: str = DEFAULT_JUDGE_PROMPT
+    judge_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    judge_max_tokens: int = Field(16, ge=1)
+    judge_logprobs: bool = True
+    rule_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    disabled_rules: list[str] = Field(default_factory=list)
+    custom_validators: list[str] = Field(default_factory=list)
+    judge_negatives: bool = True  # judge each other negative under view b
+    instruction_check: bool = True  # one call per generated instruction, with the judge
+    check_prompt: str = DEFAULT_CHECK_PROMPT
+    dedup: bool = True
+    near_threshold: float = Field(90.0, gt=0.0, le=100.0)
+
+    @classmethod
+    def after_generate(
+        cls,
+        generated: GenerateConfig,
+        run_dir: Path,
+        judge_model: str | None,
+        judge_api_base: str | None,
+        judge_api_key_env: str | None,
+    ) -> ValidateConfig:
+        """`generate --validate`: the judge inherits no server and no key from the
+        generator, unless no judge is named and the generator judges itself."""
+        itself = judge_model is None and judge_api_base is None
+        return cls(
+            runs=[run_dir],
+            judge_model=judge_model,
+            judge_api_base=judge_api_base or (generated.api_base if judge_model is None else None),
+            judge_api_key_env=judge_api_key_env or (generated.api_key_env if itself else None),
+            **CallSettings.client_options(generated),
+        )
+
+
+class CardOptions(BaseModel):
+    """`dvsynth export` / `push`: what the dataset card says beyond the runs' own records."""
+
+    license: str
+    version: str = "unreleased"
+    repo: str = "ORG/NAME"
+    language: str = "en"
+    pretty_name: str | None = None
+    seed_dataset: str | None = None  # a Hub id, named in source_datasets and the card
+    seed_citation: str | None = None  # BibTeX of the seed dataset
+    history: list[dict[str, Any]] = Field(default_factory=list)  # earlier versions
+
+    @staticmethod
+    def read_citation(path: Path | None) -> str | None:
+        """The BibTeX in `--seed-citation FILE`; an unreadable file is a one-line error."""
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UserError(f"--seed-citation {path}: cannot read ({exc.strerror})") from None
+
+
+class MineOptions(BaseModel):
+    """`dvsynth mine`: pairs and corpus in, seeds with mined hard negatives out."""
+
+    pairs: Path
+    corpus: Path
+    out: Path
+    queries: Path | None = None
+    model: str | None = None
+    num_negatives: int = Field(4, ge=1)
+    range_min: int = Field(0, ge=0)
+    range_max: int = Field(50, ge=1)
+    relative_margin: float = 0.05
+    batch_size: int = Field(64, ge=1)
+    limit: int | None = Field(None, ge=1)
+    verbose: bool = True

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm_server import FakeLLMServer
+from dvsynth.testing import FakeLLMServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MSMARCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-1743"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dvsynth.answer_parsing import parse_answer
+from dvsynth.generate.parse import parse_answer
 
 REV = ("new_instruction",)
 BOOT = ("instruction_a", "instruction_b")

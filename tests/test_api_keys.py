@@ -13,8 +13,8 @@ import pytest
 
 from dvsynth.llm.client import LLMClient
 from dvsynth.llm.keys import NO_KEY, plain_http_warning
+from dvsynth.testing import FakeLLMServer
 from tests.conftest import generate_args, write_jsonl
-from tests.fake_llm_server import FakeLLMServer
 
 GEN_KEY = "gen-secret-value-1111"
 JUDGE_KEY = "judge-secret-value-2222"

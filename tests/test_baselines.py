@@ -13,7 +13,7 @@ from baselines import train as train_script
 from baselines.followir import read_subset
 from baselines.pairs import arm_groups, pair_from_gold
 from baselines.sampler import DualViewBatchSampler, plan_batches
-from dvsynth.gold import BUNDLED_GOLD, read_gold
+from dvsynth.evaluate.gold import BUNDLED_GOLD, read_gold
 from tests.followir_fixture import write_followir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ MSMARCO_GOLD = ROOT / "benchmarks" / "gold" / "msmarco-gold.jsonl"
 
 @pytest.fixture(scope="module")
 def minilm():
-    from dvsynth.mine import load_embedder
+    from dvsynth.evaluate.embed import load_embedder
 
     model = load_embedder(None)
     model.eval()

@@ -16,10 +16,10 @@ import pytest
 
 from dvsynth.errors import FatalLLMError, RowError
 from dvsynth.llm.client import FATAL_AFTER_CLIENT_ERRORS, LLMClient
-from dvsynth.llm.openai_http import status_error
 from dvsynth.llm.retry import error_kind
+from dvsynth.llm.transports.http import status_error
+from dvsynth.testing import FakeLLMServer
 from tests.conftest import generate_args, read_rows, write_jsonl
-from tests.fake_llm_server import FakeLLMServer
 
 REQUEST = httpx.Request("POST", "http://x")
 

@@ -11,7 +11,7 @@ import random
 import pytest
 from mteb._evaluators import retrieval_metrics  # a test dependency (the dev extra)
 
-from dvsynth.metrics import average_precision, followir_pmrr, mean_over_queries, ndcg
+from dvsynth.evaluate.metrics import average_precision, followir_pmrr, mean_over_queries, ndcg
 
 K_VALUES = [1, 3, 5, 10, 20, 100, 1000]  # mteb's defaults
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from dvsynth.testing import FakeLLMServer
 from tests.conftest import FIXTURES, generate_args, read_rows, write_jsonl
-from tests.fake_llm_server import FakeLLMServer
 
 
 def marked_seeds(path):

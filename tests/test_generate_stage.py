@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from dvsynth.errors import FatalLLMError
-from dvsynth.generate import Generator
+from dvsynth.generate.step import Generator
 from dvsynth.llm.client import Completion
 from dvsynth.prompts import DEFAULT_PROMPTS, load_template
-from dvsynth.schema import Doc, Seed
+from dvsynth.records import Doc, Seed
 
 SEED = Seed(
     seed_id="s1",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dvsynth.eval_retriever import evaluate_pairs, summarize
-from dvsynth.gold import BUNDLED_GOLD, CORRUPT_KINDS, GoldPair, read_gold
+from dvsynth.evaluate.eval_retriever import evaluate_pairs, summarize
+from dvsynth.evaluate.gold import BUNDLED_GOLD, CORRUPT_KINDS, GoldPair, read_gold
 from dvsynth.validators.rules import apply_rules, build_rules
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import pytest
 from dvsynth.errors import UserError
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import load_template
-from dvsynth.schema import Doc, DualView, Provenance
+from dvsynth.records import Doc, DualView, Provenance
+from dvsynth.testing import FakeLLMServer
 from dvsynth.validators.instruction_check import (
     DEFAULT_INSTRUCTION_CHECK_PROMPT,
     SIGNATURE,
@@ -17,7 +18,6 @@ from dvsynth.validators.instruction_check import (
     InstructionCheck,
     parse_answer,
 )
-from tests.fake_llm_server import FakeLLMServer
 
 NEED = "Relevant documents describe clinical trials of statins after 2015."
 OTHER_NEED = "Only first-hand accounts from patients, no news reports."

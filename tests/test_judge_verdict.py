@@ -14,7 +14,7 @@ import pytest
 
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import DEFAULT_JUDGE_PROMPT, load_template
-from dvsynth.schema import Doc
+from dvsynth.records import Doc
 from dvsynth.validators.judge import Judge, parse_label, probability_of_yes
 
 LOG = math.log

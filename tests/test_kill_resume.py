@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
+from dvsynth.testing import FakeLLMServer
 from tests.conftest import comparable_rows, generate_args, read_rows, write_jsonl
-from tests.fake_llm_server import FakeLLMServer
 
 N_SEEDS = 120
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dvsynth.gold import BUNDLED_GOLD, read_gold
-from dvsynth.schema import Doc, DualView, Provenance
+from dvsynth.evaluate.gold import BUNDLED_GOLD, read_gold
+from dvsynth.records import Doc, DualView, Provenance
 from dvsynth.validators.rules import meta_language, meta_match
 
 ROOT = Path(__file__).resolve().parents[1]

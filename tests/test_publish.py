@@ -23,7 +23,7 @@ TOKEN = "hf_testtokenABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
 @pytest.fixture(scope="module")
 def validated_run(tmp_path_factory):
     """A run of 60 seeds (kept, judge-rejected and duplicate rows), validated once."""
-    from tests.fake_llm_server import FakeLLMServer
+    from dvsynth.testing import FakeLLMServer
 
     root = tmp_path_factory.mktemp("publish")
     rows = []
@@ -497,8 +497,8 @@ def test_rerun_with_other_content_commits_on_the_untagged_commit(
 
 
 def test_push_passes_allow_unvalidated_to_export(validated_run, tmp_path, monkeypatch):
+    from dvsynth.config import CardOptions
     from dvsynth.publish import hub
-    from dvsynth.publish.card import CardOptions
 
     seen = {}
 

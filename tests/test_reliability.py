@@ -17,8 +17,8 @@ import pytest
 
 from dvsynth.llm.limits import RateLimits
 from dvsynth.llm.retry import error_kind, retry_after_seconds
+from dvsynth.testing import FakeLLMServer, answer_for, fault_for
 from tests.conftest import comparable_rows, generate_args, read_rows, write_jsonl
-from tests.fake_llm_server import FakeLLMServer, answer_for, fault_for
 
 STORM = {
     "slow": 0.1,
@@ -257,7 +257,7 @@ def test_max_cost_warns_when_the_price_is_unknown(run_cli, fake_server, tmp_path
     ],
 )
 def test_http_transport_errors_sort_like_litellm_ones(status, body, kind, name):
-    from dvsynth.llm.openai_http import status_error
+    from dvsynth.llm.transports.http import status_error
 
     exc = status_error(status, body, {"Retry-After": "3"})
     assert type(exc).__name__ == name

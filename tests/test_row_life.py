@@ -21,10 +21,10 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 
-from dvsynth.runs import iter_runs
-from dvsynth.shards import shard_of
+from dvsynth.runs.dirs import iter_runs
+from dvsynth.seeds.shards import shard_of
+from dvsynth.testing import FakeLLMServer
 from tests.conftest import MSMARCO, generate_args, validate_args, write_jsonl
-from tests.fake_llm_server import FakeLLMServer
 
 
 def seed_rows(n: int, prefix: str = "s", others: bool = False) -> list[dict]:
@@ -325,7 +325,7 @@ def test_duplicate_ids_are_reported_and_never_counted_as_resumed(run_cli, fake_s
 
 
 def test_mine_ids_cannot_collide():
-    from dvsynth.mine import pair_seed_id
+    from dvsynth.seeds.mine import pair_seed_id
 
     assert pair_seed_id("q1-2", "3") != pair_seed_id("q1", "2-3")
     assert pair_seed_id("what is a cat", "d1") != pair_seed_id("what is a dog", "d1")

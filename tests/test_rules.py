@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Doc, DualView, Provenance
+from dvsynth.records import Doc, DualView, Provenance
 from dvsynth.validators.rules import apply_rules, build_rules
 
 DOC_A = (

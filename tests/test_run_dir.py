@@ -6,9 +6,9 @@ import pytest
 
 from dvsynth.config import GenerateConfig
 from dvsynth.errors import UserError
-from dvsynth.generate_run import prepare_run
+from dvsynth.generate.run import prepare_run
 from dvsynth.prompts import load_template
-from dvsynth.store import RunStore
+from dvsynth.runs.store import RunStore
 from tests.conftest import FIXTURES
 
 
@@ -58,7 +58,7 @@ def test_store_uses_wal_and_keeps_cached_responses(tmp_path):
 
 
 def test_bundled_templates_render_every_field_and_hash_their_source():
-    from dvsynth.schema import Doc
+    from dvsynth.records import Doc
 
     for name in ("reverse.v1", "bootstrap.v1"):
         template = load_template(name)

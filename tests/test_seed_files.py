@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Seed, SeedError
+from dvsynth.records import Seed, SeedError
 from dvsynth.seeds import SeedReader, describe_source, iter_raw_rows
 from tests.conftest import MSMARCO, generate_args
 
@@ -116,7 +116,7 @@ def test_a_header_that_is_not_utf8_is_one_user_error(tmp_path, suffix):
 
 
 def _generate(tmp_path, seeds, *extra, quiet: bool = True):
-    from tests.fake_llm_server import FakeLLMServer
+    from dvsynth.testing import FakeLLMServer
 
     with FakeLLMServer() as server:
         args = generate_args(server, seeds, tmp_path / "run", *extra)
@@ -166,7 +166,7 @@ class _FakeHub:
 def fake_hub(monkeypatch):
     import huggingface_hub
 
-    from dvsynth import seeds
+    from dvsynth.seeds import readers as seeds
 
     def install(answer):
         hub = _FakeHub(answer)
@@ -201,7 +201,7 @@ def test_a_hub_source_is_fingerprinted_and_read_at_its_revision(fake_hub, monkey
 
 
 def test_an_unreachable_hub_records_no_revision_and_does_not_stall(fake_hub, monkeypatch):
-    from dvsynth import seeds
+    from dvsynth.seeds import readers as seeds
 
     fake_hub(ConnectionError("no route to host"))
     assert describe_source("some-org/seeds") == {

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Seed, SeedError
+from dvsynth.records import Seed, SeedError
 from dvsynth.seeds import BUNDLED_SAMPLE, SeedReader, parse_mapping
 from tests.conftest import FIXTURES, write_jsonl
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dvsynth.errors import UserError
-from dvsynth.runs import iter_runs
-from dvsynth.shards import parse_shard, shard_of
+from dvsynth.runs.dirs import iter_runs
+from dvsynth.seeds.shards import parse_shard, shard_of
 from tests.conftest import read_rows, write_jsonl
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from dvsynth.gold import read_gold  # noqa: E402
+from dvsynth.evaluate.gold import read_gold  # noqa: E402
 from dvsynth.validators.rules import apply_rules, build_rules  # noqa: E402
 
 RULE_FOR = {"leak": "rule:leakage", "meta": "rule:meta_language", "rewording": "rule:rewording"}

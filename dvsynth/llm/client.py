@@ -29,16 +29,16 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # no
 from dvsynth.errors import FatalLLMError, RowError, UserError  # noqa: E402
 from dvsynth.llm.keys import NO_KEY, choose_key, plain_http_warning  # noqa: E402
 from dvsynth.llm.limits import RateLimits  # noqa: E402
-from dvsynth.llm.openai_http import (  # noqa: E402
-    MalformedResponse,
-    OpenAIHTTPTransport,
-    is_openai_compatible,
-)
 from dvsynth.llm.retry import (  # noqa: E402
     error_kind,
     is_systematic_client_error,
     status_of,
     wait_retry_after_or_backoff,
+)
+from dvsynth.llm.transports.http import (  # noqa: E402
+    MalformedResponse,
+    OpenAIHTTPTransport,
+    is_openai_compatible,
 )
 from dvsynth.redact import redact  # noqa: E402
 
@@ -141,7 +141,7 @@ class LLMClient:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._litellm = _litellm()
         if model.startswith(LOCAL_PREFIX):
-            from dvsynth.llm.local import register_local_provider
+            from dvsynth.llm.transports.local import register_local_provider
 
             register_local_provider(self._litellm)
         self._litellm_key = self._litellm_api_key()
@@ -209,7 +209,7 @@ class LLMClient:
                 "or local/smollm2"
             ) from None
         if self.is_local:
-            from dvsynth.llm.local import resolve_local_model
+            from dvsynth.llm.transports.local import resolve_local_model
 
             resolve_local_model(self.model)
             return

@@ -23,6 +23,8 @@ PROMPT_DIR = Path(__file__).parent
 DEFAULT_PROMPTS = {"reverse": "reverse.v2", "bootstrap": "bootstrap.v2"}
 #: The judge's template unless `--judge-prompt FILE` says otherwise.
 DEFAULT_JUDGE_PROMPT = "judge.v1"
+#: The instruction check's template.
+DEFAULT_CHECK_PROMPT = "instruction_check.v1"
 
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False
@@ -80,7 +82,7 @@ def load_template(name_or_path: str) -> PromptTemplate:
 
 def _check_renders(prompt: PromptTemplate, path: Path) -> None:
     """Render once with a sample seed, so a template error fails before the first row."""
-    from dvsynth.schema import Doc
+    from dvsynth.records import Doc
 
     sample = Doc(doc_id="sample", title="Title", text="Text.")
     try:

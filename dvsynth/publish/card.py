@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,14 @@ from typing import Any
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from dvsynth import __version__
+from dvsynth.config import CardOptions
 from dvsynth.errors import UserError
 from dvsynth.publish.export import ExportReport, configs_metadata
-from dvsynth.reporting import format_cost
-from dvsynth.runs import iter_runs
-from dvsynth.store import RunStore, read_manifest
+from dvsynth.runs.dirs import iter_runs
+from dvsynth.runs.stats import format_cost
+from dvsynth.runs.store import RunStore, read_manifest
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "dataset_card" / "README.md.jinja"
+TEMPLATE = Path(__file__).resolve().parent / "dataset_card" / "README.md.jinja"
 HISTORY_KEY = "dvsynth_versions"
 
 #: License identifiers the Hub accepts in a card's `license:` field.
@@ -43,18 +43,6 @@ HUB_LICENSES = frozenset(
     llama3.2 llama3.3 llama4 gemma unknown other""".split()
 )
 TAGS = ["instruction-following", "information-retrieval", "dual-view", "synthetic", "dvsynth"]
-
-
-@dataclass
-class CardOptions:
-    license: str
-    version: str = "unreleased"
-    repo: str = "ORG/NAME"
-    language: str = "en"
-    pretty_name: str | None = None
-    seed_dataset: str | None = None  # a Hub id, named in source_datasets and the card
-    seed_citation: str | None = None  # BibTeX of the seed dataset
-    history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions
 
 
 def check_license(license_id: str) -> str:
@@ -140,37 +128,17 @@ def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
     if not settings:
         return "none (not validated with `dvsynth validate`)", {}
     parsed = json.loads(settings[0])
-    parts = ["rules " + ", ".join(f"`{name}`" for name in parsed.get("rules", {}))]
-    prompts: dict[str, str] = {}
-    check = parsed.get("check")
-    if check:
-        parts.append(
-            f"an LLM instruction check (prompt `{check['prompt']}`: is each generated "
-            "instruction a need a user could state without seeing the passages?)"
-        )
-        prompts[check["prompt"]] = check["prompt_sha256"]
-    judge = parsed.get("judge")
-    if judge:
-        negatives = (
-            "; each other negative judged under view b, kept there only if not relevant"
-            if judge.get("negatives")
-            else "; other negatives not judged, so view b carries none"
-        )
-        parts.append(
-            f"LLM judge `{judge['model']}` (prompt `{judge['prompt']}`, "
-            f"4 pointwise judgments per pair, P(yes) threshold {judge['threshold']} where "
-            f"log-probabilities were {'requested' if judge.get('logprobs') else 'not used'}, "
-            f"temperature 0, max tokens {judge.get('max_tokens')}{negatives})"
-        )
-        prompts[judge["prompt"]] = judge["prompt_sha256"]
-    else:
+    steps = parsed.get("steps") or []
+    parts = [step["describe"] for step in steps]
+    if not any(step["name"] == "judge" for step in steps):
         parts.append("no LLM judge")
     dedup = parsed.get("dedup")
-    parts.append(
-        f"exact and near-duplicate removal (rapidfuzz ratio >= {dedup['near_threshold']:g})"
-        if dedup
-        else "no duplicate removal"
-    )
+    parts.append(dedup["describe"] if dedup else "no duplicate removal")
+    prompts = {
+        step["settings"]["prompt"]: step["settings"]["prompt_sha256"]
+        for step in steps
+        if "prompt_sha256" in step.get("settings", {})
+    }
     return "; ".join(parts), prompts
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from dvsynth.publish.card import CardOptions, build_card, check_license
+from dvsynth.config import CardOptions
+from dvsynth.publish.card import build_card, check_license
 from dvsynth.publish.export import ExportReport, staged_folder, write_data
-from dvsynth.stats import StatsCollector
+from dvsynth.runs.stats import StatsCollector, recorded_stages
 
 CARD_FILE = "README.md"
 
@@ -25,7 +26,8 @@ def export_dataset(
     never leaves a half-written dataset where the previous one was.
     """
     check_license(options.license)  # before anything is written
-    counts = StatsCollector()  # the card's counts, gathered in the export's own pass
+    # The card's counts, gathered in the export's own pass, by the stages the runs recorded.
+    counts = StatsCollector(recorded_stages(run_dirs))
     with staged_folder(out) as staging:
         report = write_data(
             run_dirs, staging, val_share, observe=counts.add, allow_unvalidated=allow_unvalidated

@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvsynth.errors import UserError
-from dvsynth.runs import iter_runs
-from dvsynth.schema import Doc, DualView
-from dvsynth.store import RunStore
+from dvsynth.records import DualView, doc_text
+from dvsynth.runs.dirs import iter_runs
+from dvsynth.runs.store import RunStore
 
 CONFIGS = ("pairs", "triplets", "rejected")
 MARKER = ".dvsynth-export"  # marks a folder dvsynth may replace: it wrote it
@@ -114,11 +114,6 @@ def split_of(query: str, val_share: float) -> str:
     key = " ".join(query.lower().split())
     draw = int(hashlib.sha256(f"split:{key}".encode()).hexdigest()[:12], 16) / 16**12
     return "validation" if draw < val_share else "train"
-
-
-def doc_text(doc: Doc) -> str:
-    """The passage as a retriever reads it: title, then text."""
-    return f"{doc.title}. {doc.text}" if doc.title else doc.text
 
 
 def pair_record(row: DualView) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dvsynth.config import CardOptions
 from dvsynth.errors import UserError
-from dvsynth.publish.card import HISTORY_KEY, CardOptions
+from dvsynth.publish.card import HISTORY_KEY
 from dvsynth.publish.dataset import export_dataset
 from dvsynth.publish.export import CONFIGS
 from dvsynth.redact import redact

@@ -179,3 +179,22 @@ def find_duplicates(
         if root != position:
             duplicates[sorted_ids[index]] = Duplicate("near", sorted_ids[unique[root]])
     return duplicates
+
+
+@dataclass
+class Dedup:
+    """Dedup as the last stage: it compares the kept rows of every run given at once, so
+    it runs over all rows after the per-row steps (`validators.run`), not inside them."""
+
+    near_threshold: float = 90.0
+    name: str = "dedup"
+    reason_prefix: str = "dedup"
+
+    def settings(self) -> dict[str, float]:
+        return {"near_threshold": self.near_threshold}
+
+    def describe(self) -> str:
+        return f"exact and near-duplicate removal (rapidfuzz ratio >= {self.near_threshold:g})"
+
+    def __call__(self, ids: Sequence[str], texts: Sequence[str]) -> dict[str, Duplicate]:
+        return find_duplicates(ids, texts, self.near_threshold)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from dvsynth.llm.client import Completion, LLMClient
-from dvsynth.prompts import PromptTemplate
-from dvsynth.schema import CheckVerdict, DualView
+from dvsynth.prompts import DEFAULT_CHECK_PROMPT, PromptTemplate
+from dvsynth.records import CheckVerdict, DualView
 from dvsynth.validators.judge import parse_label, take_answer
 from dvsynth.validators.rules import generated_instructions
+from dvsynth.validators.step import StepOutcome
 
 #: The bundled template, unless a caller passes its own.
-DEFAULT_INSTRUCTION_CHECK_PROMPT = "instruction_check.v1"
+DEFAULT_INSTRUCTION_CHECK_PROMPT = DEFAULT_CHECK_PROMPT
 #: The question line of the bundled template (the fake test server recognises it).
 SIGNATURE = (
     "Is this instruction a self-contained information need that a user could write "
@@ -31,32 +33,44 @@ parse_answer = parse_label
 
 
 @dataclass
-class CheckOutcome:
+class CheckOutcome(StepOutcome):
     """What the check said about one pair's generated instructions, and what it cost."""
 
-    verdicts: list[CheckVerdict]
-    reasons: list[str]
+    verdicts: list[CheckVerdict] = field(default_factory=list)
     calls: int = 0  # calls made, cached ones included
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0  # None: the provider's price is unknown
-    cached_calls: int = 0
-    errors: list[str] = field(default_factory=list)
-    transient: list[str] = field(default_factory=list)  # faults a rerun retries
 
 
 @dataclass
 class InstructionCheck:
+    """The check as a validation step (`validators.step.Step`); records its verdicts on
+    the row (`checks`)."""
+
     client: LLMClient
     template: PromptTemplate
+    name: str = "check"
+    reason_prefix: str = "check"
+
+    def settings(self) -> dict[str, Any]:
+        return {"prompt": self.template.name, "prompt_sha256": self.template.sha256}
+
+    def describe(self) -> str:
+        return (
+            f"an LLM instruction check (prompt `{self.template.name}`: is each generated "
+            "instruction a need a user could state without seeing the passages?)"
+        )
 
     async def __call__(self, row: DualView) -> CheckOutcome:
+        outcome = await self.check(row)
+        row.checks = outcome.verdicts
+        return outcome
+
+    async def check(self, row: DualView) -> CheckOutcome:
         fields = [(name, text or "") for name, text in generated_instructions(row)]
         results = await asyncio.gather(
             *(self._check_one(row.query, name, text) for name, text in fields),
             return_exceptions=True,
         )
-        outcome = CheckOutcome(verdicts=[], reasons=[], calls=len(fields))
+        outcome = CheckOutcome(calls=len(fields))
         for (name, _), result in zip(fields, results, strict=True):
             answered = take_answer(outcome, result, "check")
             if answered is None:

@@ -22,18 +22,11 @@ from typing import Any
 from dvsynth.errors import RowError, UserError
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import PromptTemplate
-from dvsynth.schema import Doc, DualView, Verdict
+from dvsynth.records import EXPECTED, Doc, DualView, Verdict
+from dvsynth.validators.step import StepOutcome
 
 ANSWER_CHOICES = ("yes", "no")
 _LABEL = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-
-#: (view, doc) -> should the doc be relevant under the view?
-EXPECTED: dict[tuple[str, str], bool] = {
-    ("a", "a"): True,
-    ("a", "b"): False,
-    ("b", "b"): True,
-    ("b", "a"): False,
-}
 
 
 def parse_label(text: str) -> bool | None:
@@ -85,29 +78,63 @@ def probability_of_yes(
 
 
 @dataclass
-class JudgeOutcome:
+class JudgeOutcome(StepOutcome):
     """What the judge said about one pair, and what it cost."""
 
-    verdicts: list[Verdict]
-    reasons: list[str]
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0
-    cached_calls: int = 0
-    errors: list[str] = field(default_factory=list)
-    transient: list[str] = field(default_factory=list)  # faults a rerun retries
+    verdicts: list[Verdict] = field(default_factory=list)
     negatives_b: list[str] | None = None  # other negatives judged not relevant under b
 
 
 @dataclass
 class Judge:
+    """The judge as a validation step (`validators.step.Step`)."""
+
     client: LLMClient
     template: PromptTemplate
     threshold: float = 0.5
-
     negatives: bool = True  # also judge each other negative under view b
+    max_tokens: int = 16
+    logprobs: bool = True
+    name: str = "judge"
+    reason_prefix: str = "judge"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "model": self.client.model,
+            "prompt": self.template.name,
+            "prompt_sha256": self.template.sha256,
+            "threshold": self.threshold,
+            "max_tokens": self.max_tokens,
+            "logprobs": self.logprobs,
+            "negatives": self.negatives,
+        }
+
+    def describe(self) -> str:
+        negatives = (
+            "; each other negative judged under view b, kept there only if not relevant"
+            if self.negatives
+            else "; other negatives not judged, so view b carries none"
+        )
+        return (
+            f"LLM judge `{self.client.model}` (prompt `{self.template.name}`, 4 pointwise "
+            f"judgments per pair, P(yes) threshold {self.threshold} where log-probabilities "
+            f"were {'requested' if self.logprobs else 'not used'}, temperature 0, max tokens "
+            f"{self.max_tokens}{negatives})"
+        )
 
     async def __call__(self, row: DualView) -> JudgeOutcome:
+        """Judge `row` and record the verdicts (and view b's verified negatives) on it."""
+        outcome = await self.judge(row)
+        row.verdicts = outcome.verdicts
+        row.negatives_b = outcome.negatives_b
+        prov = row.provenance
+        prov.judge_model = self.client.model
+        prov.judge_prompt_name = self.template.name
+        prov.judge_prompt_sha256 = self.template.sha256
+        prov.judge_threshold = self.threshold
+        return outcome
+
+    async def judge(self, row: DualView) -> JudgeOutcome:
         """The four judgments (plus one per other negative under view b, when on).
 
         A provider fault that may pass (rate limit, timeout, 5xx) or a bug here goes to
@@ -122,7 +149,7 @@ class Judge:
             *(self._judge_one(row, view, doc, other) for view, doc, other in jobs),
             return_exceptions=True,
         )
-        outcome = JudgeOutcome(verdicts=[], reasons=[])
+        outcome = JudgeOutcome()
         negatives_b: list[str] = []
         for (view, doc, other), result in zip(jobs, results, strict=True):
             answered = take_answer(outcome, result, "judge")
@@ -185,19 +212,5 @@ def take_answer(outcome: Any, result: Any, prefix: str) -> Any:
         outcome.transient.append(f"{prefix}:internal:{type(result).__name__}")
         outcome.errors.append(f"{type(result).__name__}: {result}"[:300])
         return None
-    add_usage(outcome, result[1])
+    outcome.add_call(result[1])
     return result
-
-
-def add_usage(outcome: Any, completion: Completion) -> None:
-    """Add one call's tokens and cost to an outcome (judge or check); cached calls were
-    paid before and count only as cached."""
-    if completion.cached:
-        outcome.cached_calls += 1
-        return
-    outcome.prompt_tokens += completion.prompt_tokens
-    outcome.completion_tokens += completion.completion_tokens
-    if completion.cost_usd is None or outcome.cost_usd is None:
-        outcome.cost_usd = None
-    else:
-        outcome.cost_usd += completion.cost_usd

@@ -21,7 +21,8 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Doc, DualView
+from dvsynth.records import Doc, DualView
+from dvsynth.validators.step import StepOutcome
 
 RuleFunction = Callable[..., "str | None"]
 
@@ -266,6 +267,33 @@ def build_rules(
         if name not in disabled
     ]
     return rules + [load_custom_rule(spec) for spec in custom]
+
+
+@dataclass
+class RulesStep:
+    """The rules as one validation step (`validators.step.Step`): every failing rule's
+    reason, so stats can count each rule."""
+
+    rules: list[Rule]
+    name: str = "rules"
+    reason_prefix: str = "rule"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            rule.name: {"options": rule.options, "function": _qualified(rule.function)}
+            for rule in self.rules
+        }
+
+    def describe(self) -> str:
+        return "rules " + ", ".join(f"`{rule.name}`" for rule in self.rules)
+
+    async def __call__(self, row: DualView) -> StepOutcome:
+        return StepOutcome(reasons=apply_rules(self.rules, row))
+
+
+def _qualified(function: RuleFunction) -> str:
+    """module:function, so that a user's rule of the same name is another setting."""
+    return f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', '?')}"
 
 
 def apply_rules(rules: list[Rule], row: DualView) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Doc, DualView, Provenance
+from dvsynth.records import Doc, DualView, Provenance
 
 Lever = Literal[
     "scope", "time", "geography", "audience", "format", "source", "methodology", "exclusion"
@@ -24,7 +24,7 @@ Lever = Literal[
 Style = Literal["constraint", "persona", "background", "negation"]
 CorruptKind = Literal["rewording", "admits_both", "admits_neither", "leak", "meta"]
 CORRUPT_KINDS: tuple[str, ...] = CorruptKind.__args__  # type: ignore[attr-defined]
-BUNDLED_GOLD = Path(__file__).parent / "data" / "sample_gold.jsonl"
+BUNDLED_GOLD = Path(__file__).resolve().parents[1] / "data" / "sample_gold.jsonl"
 
 
 class CorruptVariant(BaseModel):

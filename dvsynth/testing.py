@@ -20,7 +20,7 @@ answers within `hang_s`), `drop` (closes the connection), `malformed` (invalid J
 and `truncated` (a valid reply cut short with finish_reason "length", on every attempt).
 Every request is logged with its time, attempt number and fault.
 
-Run standalone for benchmarks: `python -m tests.fake_llm_server --latency 0.5`.
+Run standalone for benchmarks: `python -m dvsynth.testing --latency 0.5`.
 """
 
 from __future__ import annotations

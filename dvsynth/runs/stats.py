@@ -7,6 +7,7 @@ intended, instruction lengths, and tokens and cost for the generator and the jud
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from collections import Counter
@@ -14,13 +15,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dvsynth.runs import iter_runs
-from dvsynth.schema import DualView
-from dvsynth.validators.judge import EXPECTED
+from dvsynth.records import EXPECTED, DualView
+from dvsynth.runs.dirs import iter_runs
+from dvsynth.runs.store import RunStore
 
-STAGES = ("generate", "rules", "check", "judge", "dedup")
-_STAGE_OF_REASON = {"rule": "rules", "check": "check", "judge": "judge", "dedup": "dedup"}
+GENERATE = "generate"
 _WORD = re.compile(r"\w+")
+
+
+def format_cost(usd: float, unknown: int) -> str:
+    """Cost with the share we could not price said out loud, never silently as $0."""
+    if unknown and usd == 0:
+        return "unknown"
+    text = f"${usd:.4f}"
+    return f"{text} + {unknown} rows unpriced" if unknown else text
 
 
 def reason_family(reason: str) -> str:
@@ -29,8 +37,23 @@ def reason_family(reason: str) -> str:
     return ":".join(parts[:2]) if parts[0] == "dedup" else reason
 
 
-def _stage_of(reason: str) -> str:
-    return _STAGE_OF_REASON.get(reason.split(":", 1)[0], "generate")
+def recorded_stages(run_dirs: Sequence[Path]) -> dict[str, str]:
+    """stage -> reason prefix, in order: generate, then the validation steps the runs
+    recorded (`validators.step.describe_steps`), then dedup where it ran."""
+    stages = {GENERATE: ""}
+    for run in run_dirs:
+        store = RunStore.open_existing(Path(run))
+        try:
+            raw = store.get_meta("validation")
+        finally:
+            store.close()
+        recorded = json.loads(raw) if raw else {}
+        steps = recorded.get("steps") or []  # a run validated by an older dvsynth: none
+        if recorded.get("dedup"):
+            steps = [*steps, recorded["dedup"]]
+        for step in steps:
+            stages.setdefault(step["name"], step["reason_prefix"])
+    return stages
 
 
 def _distribution(values: list[int]) -> dict[str, float] | None:
@@ -80,7 +103,10 @@ class StatsCollector:
     """The counts of `dvsynth stats`, fed one row at a time, so an export that already
     streams the rows gets them in the same pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: dict[str, str] | None = None) -> None:
+        """`stages`: stage -> reason prefix (`recorded_stages` of the runs)."""
+        self.stages = stages or {GENERATE: ""}
+        self._stage_of_prefix = {prefix: stage for stage, prefix in self.stages.items() if prefix}
         self.status: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
         self.entered: Counter[str] = Counter()
@@ -99,11 +125,11 @@ class StatsCollector:
         self.status[row.status] += 1
         self.modes[row.mode] += 1
         if row.status == "failed":  # not a verdict: the next run tries it again
-            self.failed[_stage_of(row.reasons[0]) if row.reasons else "generate"] += 1
+            self.failed[self._stage_of(row.reasons[0]) if row.reasons else GENERATE] += 1
             return
         self.reasons.update(reason_family(r) for r in row.reasons)
-        failed_at = {_stage_of(r) for r in row.reasons}
-        for stage in STAGES:
+        failed_at = {self._stage_of(r) for r in row.reasons}
+        for stage in self.stages:
             if stage in row.stages:
                 self.entered[stage] += 1
                 self.passed[stage] += stage not in failed_at
@@ -136,6 +162,9 @@ class StatsCollector:
                 prov.judge_cost_usd,
             )
 
+    def _stage_of(self, reason: str) -> str:
+        return self._stage_of_prefix.get(reason.split(":", 1)[0], GENERATE)
+
     def result(self, run_dirs: Sequence[Path]) -> dict[str, Any]:
         entered, passed = self.entered, self.passed
         judged, judgments = self.judged_pairs, self.judgments
@@ -153,7 +182,7 @@ class StatsCollector:
                     if entered[stage]
                     else None,
                 }
-                for stage in STAGES
+                for stage in self.stages
             },
             "verified": self.verified,
             "pending_validation": self.pending_validation,
@@ -175,7 +204,7 @@ class StatsCollector:
 
 
 def compute_stats(run_dirs: Sequence[Path]) -> dict[str, Any]:
-    collector = StatsCollector()
+    collector = StatsCollector(recorded_stages(run_dirs))
     for row in iter_runs(run_dirs):
         collector.add(row)
     return collector.result(run_dirs)

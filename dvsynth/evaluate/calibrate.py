@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dvsynth.gold import CORRUPT_KINDS, GoldPair
+from dvsynth.config import ValidateConfig
+from dvsynth.evaluate.gold import CORRUPT_KINDS, GoldPair
 from dvsynth.llm.client import ResponseCache
-from dvsynth.pipeline import bounded_map
-from dvsynth.validate_run import ValidateConfig, Validator, build_validator
-from dvsynth.validators.judge import JudgeOutcome
+from dvsynth.runs.pipeline import bounded_map
+from dvsynth.validators.run import build_validator
+from dvsynth.validators.step import StepOutcome, Validator
 
 
 @dataclass
@@ -55,14 +56,14 @@ def cases_of(pairs: Sequence[GoldPair]) -> list[tuple[Case, Any]]:
 async def _run(
     items: list[tuple[Case, Any]], validator: Validator, concurrency: int, totals: Counter
 ) -> None:
-    def finished(item: tuple[Case, Any], result: tuple[Any, JudgeOutcome | None]) -> None:
+    def finished(item: tuple[Case, Any], result: tuple[Any, StepOutcome]) -> None:
         case, _ = item
         checked, outcome = result
         case.kept = checked.status == "kept"
         case.reasons = tuple(checked.reasons)
         if not case.kept:
-            case.stage = _stage_of(checked.reasons)
-        if outcome is not None:
+            case.stage = checked.stages[-1]  # the step that rejected it ran last
+        if outcome.prompt_tokens or outcome.completion_tokens or outcome.cached_calls:
             totals["prompt_tokens"] += outcome.prompt_tokens
             totals["completion_tokens"] += outcome.completion_tokens
             if outcome.cost_usd is None:
@@ -73,24 +74,17 @@ async def _run(
     try:
         await bounded_map(items, lambda item: validator(item[1]), concurrency, finished)
     finally:
-        if validator.judge is not None:
-            await validator.judge.client.aclose()
-
-
-def _stage_of(reasons: Sequence[str]) -> str:
-    """The stage that rejected a case: rules, the instruction check, or the judge."""
-    for prefix, stage in (("rule:", "rules"), ("check:", "check")):
-        if any(r.startswith(prefix) for r in reasons):
-            return stage
-    return "judge"
+        for client in validator.clients():
+            await client.aclose()
 
 
 def calibrate(
     pairs: Sequence[GoldPair], config: ValidateConfig, cache: ResponseCache | None = None
 ) -> dict[str, Any]:
     validator, _ = build_validator(config)
-    if validator.judge is not None:
-        validator.judge.client.cache = cache if cache is not None else MemoryCache()
+    shared = cache if cache is not None else MemoryCache()
+    for client in validator.clients():
+        client.cache = shared
     items = cases_of(pairs)
     totals: Counter[str] = Counter()
     asyncio.run(_run(items, validator, config.concurrency, totals))
@@ -132,6 +126,6 @@ def report(cases: Sequence[Case], totals: Counter, config: ValidateConfig) -> di
 
 
 def default_gold() -> Path:
-    from dvsynth.gold import BUNDLED_GOLD
+    from dvsynth.evaluate.gold import BUNDLED_GOLD
 
     return BUNDLED_GOLD

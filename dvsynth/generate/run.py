@@ -19,15 +19,16 @@ from typing import Any
 from dvsynth import __version__
 from dvsynth.config import GenerateConfig, identity_hash
 from dvsynth.errors import UserError
-from dvsynth.generate import Generator
+from dvsynth.generate.step import Generator
 from dvsynth.llm.client import LLMClient
-from dvsynth.pipeline import RunStats, freeze_startup_objects, run_stage
 from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
+from dvsynth.records import DualView, Mode, SeedError
 from dvsynth.redact import redact
-from dvsynth.schema import DualView, Mode, SeedError
-from dvsynth.seeds import SeedReader, describe_source, estimate_total
-from dvsynth.shards import parse_shard, select_shard
-from dvsynth.store import RunStore
+from dvsynth.runs.pipeline import RunStats, freeze_startup_objects, run_stage
+from dvsynth.runs.store import RunStore
+from dvsynth.seeds.adapters import SeedReader
+from dvsynth.seeds.readers import describe_source, estimate_total
+from dvsynth.seeds.shards import parse_shard, select_shard
 
 
 @dataclass
@@ -122,7 +123,7 @@ def generate_run(
     )
     reader.check()
     store = RunStore.open(prepared.run_dir, prepared.manifest)
-    client.cache = store
+    client.cache = store.cache
     shard = parse_shard(config.shard)
     if on_start:
         total = estimate_total(config.seeds)

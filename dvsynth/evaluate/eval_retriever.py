@@ -18,10 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dvsynth.gold import GoldPair
-from dvsynth.metrics import pmrr_change, rank_or_last, ranks
-from dvsynth.publish.export import doc_text
-from dvsynth.schema import anchor
+from dvsynth.evaluate.gold import GoldPair
+from dvsynth.evaluate.metrics import pmrr_change, rank_or_last, ranks
+from dvsynth.records import anchor, doc_text
 
 #: (query texts, document texts) -> scores[i][j] of query i against document j.
 Scorer = Callable[[Sequence[str], Sequence[str]], Any]
@@ -105,6 +104,6 @@ def embedding_scorer(model, batch_size: int = 32) -> Scorer:
 
 def sentence_transformer_scorer(model_name: str | None, batch_size: int = 32) -> Scorer:
     """embedding_scorer for a model name or path (default: the bundled MiniLM)."""
-    from dvsynth.mine import load_embedder
+    from dvsynth.evaluate.embed import load_embedder
 
     return embedding_scorer(load_embedder(model_name), batch_size)

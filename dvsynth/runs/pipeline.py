@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dvsynth.errors import UserError
-from dvsynth.schema import DualView, Seed, SeedError
-from dvsynth.store import RunStore
+from dvsynth.records import DualView, Seed, SeedError
+from dvsynth.runs.store import RunStore
 
 
 @dataclass

@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dvsynth.errors import UserError
-from dvsynth.schema import DualView
-from dvsynth.store import RunStore
+from dvsynth.records import DualView
+from dvsynth.runs.store import RunStore
 
 
 def iter_runs(run_dirs: Sequence[Path]) -> Iterator[DualView]:

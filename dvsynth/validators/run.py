@@ -1,0 +1,294 @@
+"""`dvsynth validate` as a library call: the run's steps over every pending row, then dedup.
+
+The steps are listed once, in `default_steps` (rules, the instruction check, the judge);
+`validators.step.Validator` applies them in order to each row. Each finished row is
+committed to its own run directory with the hash of the steps' settings, and LLM answers
+are cached there too, so a killed validate reruns only what is pending and pays no call
+twice. Changing any step's settings re-validates every row; unchanged calls still come
+from the cache. Dedup runs last, over the kept rows of all the runs given, and is redone
+on every invocation, so adding a shard later dedups against the earlier ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvsynth.config import ValidateConfig
+from dvsynth.errors import UserError
+from dvsynth.llm.client import LLMClient
+from dvsynth.prompts import load_template
+from dvsynth.records import DualView
+from dvsynth.runs.pipeline import bounded_map, freeze_startup_objects
+from dvsynth.runs.store import RunStore, read_manifest
+from dvsynth.validators.dedup import Dedup, pair_text
+from dvsynth.validators.instruction_check import InstructionCheck
+from dvsynth.validators.judge import Judge
+from dvsynth.validators.rules import RulesStep, build_rules
+from dvsynth.validators.step import Step, StepOutcome, Validator, describe_steps
+
+__all__ = ["ValidateConfig", "ValidateStats", "Validator", "build_validator", "validate_runs"]
+
+
+@dataclass
+class ValidateStats:
+    validated: int = 0
+    kept_before_dedup: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # by the step that rejected
+    failed: int = 0  # transient faults: these rows are retried by the next validate
+    dedup_exact: int = 0
+    dedup_near: int = 0
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
+    judge_cost_usd: float = 0.0
+    judge_cost_unknown: int = 0
+    cached_calls: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected_by_rules(self) -> int:
+        return self.rejected["rules"]
+
+    @property
+    def rejected_by_check(self) -> int:
+        return self.rejected["check"]
+
+    @property
+    def rejected_by_judge(self) -> int:
+        return self.rejected["judge"]
+
+    @property
+    def kept(self) -> int:
+        return self.kept_before_dedup - self.dedup_exact - self.dedup_near
+
+
+def _open_stores(runs: list[Path]) -> list[RunStore]:
+    unique: list[Path] = []
+    for run in runs:
+        if Path(run).resolve() not in {u.resolve() for u in unique}:
+            unique.append(Path(run))
+    if not unique:
+        raise UserError("give at least one run directory")
+    for run in unique:
+        read_manifest(run)  # every folder checked before any work
+    return [RunStore.open_existing(run) for run in unique]
+
+
+def _generator_models(runs: list[Path]) -> list[str]:
+    return sorted({read_manifest(r).get("identity", {}).get("model", "") for r in runs} - {""})
+
+
+def _judge_client(config: ValidateConfig, model: str) -> LLMClient:
+    local = model.startswith("local/")
+    return LLMClient(
+        model,
+        api_base=config.judge_api_base,
+        temperature=0.0,
+        max_tokens=config.judge_max_tokens,
+        **config.client_options(),
+        extra_params={"logprobs": True, "top_logprobs": 5}
+        if config.judge_logprobs and not local
+        else None,
+        api_key_env=config.judge_api_key_env,
+        key_option="--judge-api-key-env",
+    )
+
+
+def default_steps(config: ValidateConfig) -> list[Step]:
+    """The per-row steps, in order: the one place they are listed. Unless --no-judge:
+    the instruction check (unless --no-instruction-check), then the judge."""
+    rules = build_rules(
+        config.rule_options, tuple(config.disabled_rules), tuple(config.custom_validators)
+    )
+    steps: list[Step] = [RulesStep(rules)]
+    if not config.judge:
+        return steps
+    if config.judge_model is None:
+        raise UserError("--judge-model: required (or --no-judge)")
+    template = load_template(config.judge_prompt)
+    client = _judge_client(config, config.judge_model)
+    client.check()
+    if config.instruction_check:
+        steps.append(InstructionCheck(client, load_template(config.check_prompt)))
+    steps.append(
+        Judge(
+            client,
+            template,
+            config.judge_threshold,
+            negatives=config.judge_negatives,
+            max_tokens=config.judge_max_tokens,
+            logprobs=config.judge_logprobs,
+        )
+    )
+    return steps
+
+
+def build_validator(
+    config: ValidateConfig, steps: list[Step] | None = None
+) -> tuple[Validator, dict[str, Any]]:
+    """The steps (`default_steps`, or the caller's own), checked; and the settings they
+    imply: every step's name, reason prefix, settings and description, plus dedup's."""
+    steps = default_steps(config) if steps is None else steps
+    dedup = Dedup(config.near_threshold) if config.dedup else None
+    settings = {
+        "steps": describe_steps(steps),
+        "dedup": None if dedup is None else describe_steps([dedup])[0],  # type: ignore[list-item]
+    }
+    return Validator(steps), settings
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """What changes verdicts, hashed: every step's settings (descriptions left out)."""
+    core = {
+        "steps": [{k: v for k, v in s.items() if k != "describe"} for s in settings["steps"]],
+        "dedup": settings["dedup"] and settings["dedup"]["settings"],
+    }
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()
+
+
+def validate_runs(
+    config: ValidateConfig,
+    *,
+    steps: list[Step] | None = None,
+    on_row: Callable[[DualView, ValidateStats], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> ValidateStats:
+    """Validate (or resume validating) the rows of every run; dedup across them all.
+
+    `steps`: the per-row steps to run instead of `default_steps(config)` (a library user
+    adds their own check as `default_steps(config) + [MyCheck()]`)."""
+    generators = _generator_models(config.runs)
+    if config.judge and config.judge_model is None:
+        config = config.model_copy(update={"judge_model": generators[0]})
+    validator, settings = build_validator(config, steps)  # bad options fail before warnings
+    if config.judge and config.judge_model in generators and on_notice:
+        on_notice(
+            f"--judge-model {config.judge_model} is also the generator: a model tends to "
+            "approve its own output; a different judge is a stronger check"
+        )
+    digest = settings_hash(settings)
+    stores = _open_stores(config.runs)
+    stats = ValidateStats()
+    try:
+        for store in stores:
+            store.begin_validation(digest, json.dumps(settings, sort_keys=True), dedup=config.dedup)
+        pending = sum(s.count_pending_validation(digest) for s in stores)
+        if on_start:
+            on_start(pending)
+        freeze_startup_objects()
+        if config.dedup:
+            # Dedup compares the rows of exactly the runs given, so it is redone on every
+            # invocation; until it ends, kept rows are pending (a kill leaves them so).
+            for store in stores:
+                store.reset_dedup(digest)
+        if pending:
+            # One event loop for every run directory: the client's pooled connections and
+            # limits belong to the loop that made them.
+            asyncio.run(_validate_stores(stores, validator, digest, config, stats, on_row))
+        if config.dedup:
+            _dedup(stores, digest, Dedup(config.near_threshold), stats)
+        stats.kept_before_dedup = sum(1 for s in stores for _ in s.iter_kept_texts(digest))
+    finally:
+        for store in stores:
+            store.close()
+    return stats
+
+
+async def _validate_stores(
+    stores: list[RunStore],
+    validator: Validator,
+    settings_hash: str,
+    config: ValidateConfig,
+    stats: ValidateStats,
+    on_row: Callable[[DualView, ValidateStats], None] | None,
+) -> None:
+    """Every store's pending rows, run after run, in the caller's one event loop."""
+    clients = validator.clients()
+    try:
+        for store in stores:
+            for client in clients:
+                client.cache = store.cache  # each run caches its own calls
+            rows = store.iter_pending_validation(settings_hash)
+            await _validate_store(
+                store, rows, validator, settings_hash, config.concurrency, stats, on_row
+            )
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def _validate_store(
+    store: RunStore,
+    rows: Iterable[DualView],
+    validator: Validator,
+    settings_hash: str,
+    concurrency: int,
+    stats: ValidateStats,
+    on_row: Callable[[DualView, ValidateStats], None] | None,
+) -> None:
+    """Validate `rows` with at most `concurrency` in flight, committing each as it ends."""
+
+    def finished(_: DualView, result: tuple[DualView, StepOutcome]) -> None:
+        row, outcome = result
+        store.put_validated(row, settings_hash)
+        _count(stats, row, outcome)
+        if on_row:
+            on_row(row, stats)
+
+    await bounded_map(rows, validator, concurrency, finished)
+
+
+def _count(stats: ValidateStats, row: DualView, outcome: StepOutcome) -> None:
+    stats.validated += 1
+    stats.reasons.update(row.reasons)  # generate kept the row: every reason is a step's
+    if row.status == "failed":
+        stats.failed += 1
+    elif row.status == "rejected":
+        stats.rejected[row.stages[-1]] += 1  # the step that rejected it ran last
+    if outcome.prompt_tokens or outcome.completion_tokens or outcome.cached_calls:
+        stats.cached_calls += outcome.cached_calls
+        stats.judge_prompt_tokens += outcome.prompt_tokens
+        stats.judge_completion_tokens += outcome.completion_tokens
+        if outcome.cost_usd is None:
+            stats.judge_cost_unknown += 1
+        else:
+            stats.judge_cost_usd += outcome.cost_usd
+
+
+def _dedup(stores: list[RunStore], settings_hash: str, dedup: Dedup, stats: ValidateStats) -> None:
+    """Near and exact duplicates among kept rows of every store; outcome written to each."""
+    ids, texts, owner = [], [], []
+    per_store: list[dict[str, str]] = [{} for _ in stores]
+    seen: set[str] = set()
+    for index, store in enumerate(stores):
+        for seed_id, pair_id, query, instruction_a, instruction_b in store.iter_kept_texts(
+            settings_hash
+        ):
+            if pair_id in seen:  # the same pair in two run directories
+                per_store[index][seed_id] = f"dedup:exact:{pair_id}"
+                stats.reasons["dedup:exact"] += 1
+                stats.dedup_exact += 1
+                continue
+            seen.add(pair_id)
+            ids.append(pair_id)
+            texts.append(pair_text(query, instruction_a, instruction_b))
+            owner.append((index, seed_id))
+    duplicates = dedup(ids, texts)
+    for pair_id, (index, seed_id) in zip(ids, owner, strict=True):
+        duplicate = duplicates.get(pair_id)
+        if duplicate is not None:
+            per_store[index][seed_id] = duplicate.reason
+            stats.reasons[f"dedup:{duplicate.kind}"] += 1
+            if duplicate.kind == "exact":
+                stats.dedup_exact += 1
+            else:
+                stats.dedup_near += 1
+    for store, reasons in zip(stores, per_store, strict=True):
+        store.set_dedup(settings_hash, reasons)

@@ -1,0 +1,118 @@
+"""The stage contract: a validation step is a name, its settings and a function over a row.
+
+`Validator` applies the steps in order. Each step may annotate the row (verdicts, checks)
+and returns a `StepOutcome`: final reasons (a verdict: the row is rejected), transient
+faults (the row failed and the next run retries it), and what its LLM calls cost. The
+first step that rejects or fails ends the row's checks. The run's settings hash, `stats`
+and the dataset card read the step list (through `describe_steps`), never a hand-kept
+copy, so adding a check is one module plus one line in `validators.run.default_steps`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from dvsynth.records import DualView, Usage
+
+
+@dataclass
+class StepOutcome:
+    """What one step said about one row, and what its calls cost."""
+
+    reasons: list[str] = field(default_factory=list)  # verdicts: the row is rejected
+    transient: list[str] = field(default_factory=list)  # faults: a rerun retries the row
+    errors: list[str] = field(default_factory=list)  # provider messages, redacted
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0  # None: some call had no known price
+    cached_calls: int = 0
+
+    def add(self, other: StepOutcome) -> None:
+        """Add another step's spend (reasons stay each step's own)."""
+        self._spend(other.prompt_tokens, other.completion_tokens, other.cost_usd)
+        self.cached_calls += other.cached_calls
+
+    def add_call(self, completion: Any) -> None:
+        """Add one LLM call's spend; a cached answer was paid before and only counts."""
+        if completion.cached:
+            self.cached_calls += 1
+        else:
+            self._spend(completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
+
+    def _spend(self, prompt: int, completion: int, cost: float | None) -> None:
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+
+
+@runtime_checkable
+class Step(Protocol):
+    """A validation step. `name` is the stage recorded on rows; every reason it gives
+    starts with `reason_prefix` (rule:, check:, judge:); `settings()` is what changes its
+    verdicts (hashed: a change re-validates the run); `describe()` is one phrase for the
+    dataset card."""
+
+    name: str
+    reason_prefix: str
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def describe(self) -> str: ...
+
+    async def __call__(self, row: DualView) -> StepOutcome: ...
+
+
+@dataclass
+class Validator:
+    """The per-row steps, in order; knows nothing of stores, files or terminals."""
+
+    steps: list[Step]
+
+    async def __call__(self, row: DualView) -> tuple[DualView, StepOutcome]:
+        row = row.model_copy(deep=True)
+        spent = StepOutcome()
+        for step in self.steps:
+            outcome = await step(row)
+            row.stages.append(step.name)
+            spent.add(outcome)
+            if outcome.reasons or outcome.transient:
+                return _settle(row, outcome, spent), spent
+        return _settle(row, StepOutcome(), spent), spent
+
+    def clients(self) -> list[Any]:
+        """The LLM clients of the steps, each once: the runner sets their cache and closes
+        them in the event loop that used them."""
+        found = {id(c): c for s in self.steps if (c := getattr(s, "client", None)) is not None}
+        return list(found.values())
+
+
+def _settle(row: DualView, outcome: StepOutcome, spent: StepOutcome) -> DualView:
+    """Status and reasons from the step that ended the row (a verdict outranks a fault),
+    and the validation's LLM spend on the row's provenance."""
+    if outcome.reasons:
+        row.status = "rejected"
+    elif outcome.transient:
+        row.status = "failed"
+    row.reasons = [*row.reasons, *outcome.reasons, *outcome.transient]
+    if outcome.errors:
+        row.error = outcome.errors[0]
+    if spent.prompt_tokens or spent.completion_tokens or spent.cached_calls:
+        row.provenance.judge_usage = Usage(
+            prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens
+        )
+        row.provenance.judge_cost_usd = spent.cost_usd
+    return row
+
+
+def describe_steps(steps: list[Step]) -> list[dict[str, Any]]:
+    """The steps as the run records them: name, reason prefix, settings, description."""
+    return [
+        {
+            "name": step.name,
+            "reason_prefix": step.reason_prefix,
+            "settings": step.settings(),
+            "describe": step.describe(),
+        }
+        for step in steps
+    ]
