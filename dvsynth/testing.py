@@ -39,6 +39,9 @@ from typing import Any
 
 from aiohttp import web
 
+from dvsynth.validators.instruction_check import SIGNATURE
+from dvsynth.validators.rules import meta_match
+
 _QUERY = re.compile(r"<query>(.*?)</query>", re.DOTALL)
 
 
@@ -88,9 +91,6 @@ def instruction_check_answer(prompt: str) -> tuple[int, str] | None:
     "yes"; `[check-bold]` answers "**Yes**", `[check-garbage]` neither word,
     `[check-error500]` fails with HTTP 500.
     """
-    from dvsynth.validators.instruction_check import SIGNATURE
-    from dvsynth.validators.rules import meta_match
-
     if SIGNATURE not in prompt:
         return None
     blocks = {m.group(1): m.group(2) for m in _DATA_BLOCK.finditer(prompt)}

@@ -21,9 +21,9 @@ from dvsynth import __version__
 from dvsynth.config import CardOptions
 from dvsynth.errors import UserError
 from dvsynth.publish.export import ExportReport, configs_metadata
-from dvsynth.runs.dirs import iter_runs
+from dvsynth.runs.dirs import iter_runs, recorded_validations
 from dvsynth.runs.stats import format_cost
-from dvsynth.runs.store import RunStore, read_manifest
+from dvsynth.runs.store import read_manifest
 
 TEMPLATE = Path(__file__).resolve().parent / "dataset_card" / "README.md.jinja"
 HISTORY_KEY = "dvsynth_versions"
@@ -116,18 +116,10 @@ def _generators(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[st
 
 
 def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
-    settings = []
-    for run in run_dirs:
-        store = RunStore.open_existing(run)
-        try:
-            raw = store.get_meta("validation")
-        finally:
-            store.close()
-        if raw and raw not in settings:
-            settings.append(raw)
-    if not settings:
+    recorded = [v for v in recorded_validations(run_dirs) if v is not None]
+    if not recorded:
         return "none (not validated with `dvsynth validate`)", {}
-    parsed = json.loads(settings[0])
+    parsed = recorded[0]
     steps = parsed.get("steps") or []
     parts = [step["describe"] for step in steps]
     if not any(step["name"] == "judge" for step in steps):

@@ -293,7 +293,7 @@ def check_verified(run_dirs: Sequence[Path], allow_unvalidated: bool) -> Counter
         store = RunStore.open_existing(Path(run))
         try:
             totals.update(store.progress())
-            validated = validated and store.get_meta("validation") is not None
+            validated = validated and store.validation() is not None
         finally:
             store.close()
     waiting = totals["pending"] + totals["failed_validate"]

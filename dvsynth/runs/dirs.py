@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from dvsynth.errors import UserError
 from dvsynth.records import DualView
@@ -30,3 +31,16 @@ def iter_runs(run_dirs: Sequence[Path]) -> Iterator[DualView]:
     finally:
         for store in stores:
             store.close()
+
+
+def recorded_validations(run_dirs: Sequence[Path]) -> list[dict[str, Any] | None]:
+    """Each run's recorded validation (`RunStore.validation`), in order; None for a run
+    never validated."""
+    found = []
+    for run in run_dirs:
+        store = RunStore.open_existing(Path(run))
+        try:
+            found.append(store.validation())
+        finally:
+            store.close()
+    return found

@@ -7,7 +7,6 @@ intended, instruction lengths, and tokens and cost for the generator and the jud
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from collections import Counter
@@ -16,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dvsynth.records import EXPECTED, DualView
-from dvsynth.runs.dirs import iter_runs
-from dvsynth.runs.store import RunStore
+from dvsynth.runs.dirs import iter_runs, recorded_validations
 
 GENERATE = "generate"
 _WORD = re.compile(r"\w+")
@@ -41,13 +39,8 @@ def recorded_stages(run_dirs: Sequence[Path]) -> dict[str, str]:
     """stage -> reason prefix, in order: generate, then the validation steps the runs
     recorded (`validators.step.describe_steps`), then dedup where it ran."""
     stages = {GENERATE: ""}
-    for run in run_dirs:
-        store = RunStore.open_existing(Path(run))
-        try:
-            raw = store.get_meta("validation")
-        finally:
-            store.close()
-        recorded = json.loads(raw) if raw else {}
+    for recorded in recorded_validations(run_dirs):
+        recorded = recorded or {}
         steps = recorded.get("steps") or []  # a run validated by an older dvsynth: none
         if recorded.get("dedup"):
             steps = [*steps, recorded["dedup"]]

@@ -90,6 +90,7 @@ class RunStore:
         self._db.executescript(_SCHEMA)
         self._migrate()
         self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
+        self._dedup_after: bool | None = None  # set by begin_validation
 
     # ------------------------------------------------------------------ opening
 
@@ -166,9 +167,6 @@ class RunStore:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def has_row(self, seed_id: str) -> bool:
-        return self.generated_state(seed_id) is not None
-
     def put_row(self, row: DualView, ordinal: int) -> None:
         """A generated row (new, or a retry of a failed one): its validation starts over."""
         self._commit(
@@ -190,10 +188,6 @@ class RunStore:
             "INSERT OR REPLACE INTO duplicates (location, seed_id) VALUES (?, ?)",
             (location, seed_id),
         )
-
-    def duplicates(self) -> list[tuple[str, str]]:
-        """(location, seed_id) of every seed row whose id an earlier row already had."""
-        return list(self._db.execute("SELECT location, seed_id FROM duplicates ORDER BY rowid"))
 
     def iter_rows(self) -> Iterator[DualView]:
         """The rows as generate wrote them."""
@@ -244,13 +238,10 @@ class RunStore:
         """Make `settings` the run's validation: every generated row not checked under
         them becomes pending, in the same transaction, so no reader ever sees a row as
         verified under settings it was not checked with."""
+        self._dedup_after = dedup  # kept rows then wait for dedup (`put_validated`)
         with self._db:
             self._db.execute("BEGIN")
-            for key, value in (
-                (SETTINGS_KEY, settings),
-                ("validation", description),
-                ("validation_dedup", "1" if dedup else "0"),
-            ):
+            for key, value in ((SETTINGS_KEY, settings), ("validation", description)):
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
                 )
@@ -283,9 +274,10 @@ class RunStore:
     def put_validated(self, row: DualView, settings: str) -> None:
         """A row checked by rules / check / judge; kept rows still wait for dedup when
         the run's validation has it."""
+        if self._dedup_after is None:
+            raise RuntimeError("put_validated before begin_validation")
         if row.status == "kept":
-            dedup = self.get_meta("validation_dedup") == "1"
-            outcome = "pending" if dedup else "verified"
+            outcome = "pending" if self._dedup_after else "verified"
         else:
             outcome = row.status
         self._commit(
@@ -327,6 +319,12 @@ class RunStore:
                 "WHERE seed_id = ? AND validation = ?",
                 [(reason, seed_id, settings) for seed_id, reason in reasons.items()],
             )
+
+    def validation(self) -> dict[str, Any] | None:
+        """The run's current validation as `begin_validation` recorded it (its steps and
+        dedup, `validators.run.build_validator`), or None when it was never validated."""
+        raw = self.get_meta("validation")
+        return json.loads(raw) if raw else None
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
