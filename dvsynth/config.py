@@ -41,7 +41,32 @@ class CallSettings(BaseModel):
         return self.model_dump(include=set(CallSettings.model_fields))
 
 
-class GenerateConfig(CallSettings):
+class EngineSettings(BaseModel):
+    """Which engine makes a stage's LLM calls: online (the default), a provider's batch API
+    (`batch`), or an OpenAI batch file run elsewhere (`batch_out`). Never the run's
+    identity: the same rows come out of every engine."""
+
+    batch: bool = False
+    batch_out: Path | None = None
+    wait: bool = False  # with batch: poll until every batch has ended and is collected
+    dry_run: bool = False  # print the cost estimate of the pending calls; send nothing
+    poll_s: float = Field(30.0, gt=0)  # first pause between status polls (--wait)
+
+    @property
+    def batched(self) -> bool:
+        return self.batch or self.batch_out is not None
+
+    def check_engine(self) -> None:
+        """Options that contradict each other, as one line each."""
+        if self.batch and self.batch_out is not None:
+            raise UserError(
+                "--batch-out: writes the requests to a file instead of --batch; give one"
+            )
+        if self.wait and not self.batch:
+            raise UserError("--wait: only with --batch (it waits for the provider's batches)")
+
+
+class GenerateConfig(CallSettings, EngineSettings):
     seeds: str = str(BUNDLED_SAMPLE)
     seed_format: SeedFormat = "auto"
     mapping: dict[str, str] = Field(default_factory=dict)
@@ -96,7 +121,7 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-class ValidateConfig(CallSettings):
+class ValidateConfig(CallSettings, EngineSettings):
     """`dvsynth validate` (and `calibrate`): the runs, each step's settings, the judge."""
 
     runs: list[Path]
@@ -112,6 +137,7 @@ class ValidateConfig(CallSettings):
     disabled_rules: list[str] = Field(default_factory=list)
     custom_validators: list[str] = Field(default_factory=list)
     judge_negatives: bool = True  # judge each other negative under view b
+    max_cost: float | None = Field(None, gt=0)  # USD cap on batch submissions (--batch)
     instruction_check: bool = True  # one call per generated instruction, with the judge
     check_prompt: str = DEFAULT_CHECK_PROMPT
     dedup: bool = True
@@ -135,6 +161,8 @@ class ValidateConfig(CallSettings):
             judge_api_base=judge_api_base or (generated.api_base if judge_model is None else None),
             judge_api_key_env=judge_api_key_env or (generated.api_key_env if itself else None),
             **CallSettings.client_options(generated),
+            # the same engine: a batch for the judge too, or its requests in the same file
+            **generated.model_dump(include={"batch", "batch_out", "wait", "poll_s"}),
         )
 
 

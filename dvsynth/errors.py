@@ -27,3 +27,11 @@ class RowError(Exception):
         self.reason = reason
         self.detail = detail
         self.transient = transient
+
+
+class AwaitingBatch(BaseException):  # noqa: N818 - not an error: a row that waits
+    """A call's answer will come from a batch: the row waits and is not committed.
+
+    A BaseException, so that a step's `except Exception` (which turns faults into row
+    verdicts) lets it through to the runner, which leaves the row for the next pass.
+    """

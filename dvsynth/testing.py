@@ -145,6 +145,45 @@ def answer_for(prompt: str) -> tuple[int, str]:
 UNSUPPORTED_PARAMETER = "Unsupported parameter: 'seed' is not supported with this model."
 
 
+def completion_body(
+    payload: dict[str, Any], text: str | None = None, finish_reason: str = "stop"
+) -> dict[str, Any]:
+    """The chat.completion JSON the fake answers `payload` with (`text`: the answer, by
+    default `answer_for` the prompt); batch endpoints answer with the same bodies."""
+    prompt = "\n".join(str(m.get("content", "")) for m in payload.get("messages", []))
+    if text is None:
+        text = answer_for(prompt)[1]
+    logprobs = None
+    if payload.get("logprobs") and JUDGE_SIGNATURE in prompt:
+        p_yes = judge_answer(prompt)[2]
+        top = [
+            {"token": "yes", "logprob": math.log(p_yes)},
+            {"token": "no", "logprob": math.log(1 - p_yes)},
+        ]
+        logprobs = {"content": [{"token": text, "logprob": 0.0, "top_logprobs": top}]}
+    prompt_tokens = max(1, len(prompt) // 4)
+    completion_tokens = max(1, len(text) // 4)
+    return {
+        "id": "chatcmpl-" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": payload.get("model", "fake"),
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": logprobs,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 FAULT_KINDS = ("slow", "429", "500", "hang", "drop", "malformed", "truncated")
 
 
@@ -203,6 +242,9 @@ class FakeLLMServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._lock = threading.Lock()
+        # More endpoints on the same port (the fake batch APIs): lists of aiohttp routes,
+        # added before `start`.
+        self.extra_routes: list[list[web.RouteDef]] = []
 
     # ------------------------------------------------------------------ handlers
 
@@ -262,41 +304,11 @@ class FakeLLMServer:
             return web.json_response(
                 {"error": {"message": text, "type": "server_error"}}, status=status
             )
-        logprobs = None
-        if payload.get("logprobs") and JUDGE_SIGNATURE in prompt:
-            p_yes = judge_answer(prompt)[2]
-            top = [
-                {"token": "yes", "logprob": math.log(p_yes)},
-                {"token": "no", "logprob": math.log(1 - p_yes)},
-            ]
-            logprobs = {"content": [{"token": text, "logprob": 0.0, "top_logprobs": top}]}
         finish_reason = "stop"
         if fault == "truncated":
             text, finish_reason = text[: len(text) * 2 // 3], "length"
-        prompt_tokens = max(1, len(prompt) // 4)
-        completion_tokens = max(1, len(text) // 4)
         self.last_done_at = time.monotonic()
-        return web.json_response(
-            {
-                "id": "chatcmpl-" + hashlib.sha256(prompt.encode()).hexdigest()[:12],
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": payload.get("model", "fake"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": finish_reason,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": logprobs,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        )
+        return web.json_response(completion_body(payload, text, finish_reason))
 
     def _log(self, query: str, attempt: int, fault: str | None, status: int) -> None:
         with self._lock:
@@ -329,6 +341,8 @@ class FakeLLMServer:
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/stats", self._stats)
         app.router.add_post("/reset", self._reset)
+        for routes in self.extra_routes:  # batch endpoints (dvsynth.fakes)
+            app.router.add_routes(routes)
         return app
 
     # ------------------------------------------------------------------ lifecycle

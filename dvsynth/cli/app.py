@@ -31,6 +31,39 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+BatchOption = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Send this stage's calls through the provider's batch API (about half the "
+        "price; results within 24 h). Exits after submitting; rerun the same command to "
+        "collect (or add --wait).",
+    ),
+]
+BatchOutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--batch-out",
+        help="Write the pending calls to this OpenAI batch input file (vllm run-batch reads "
+        "it) and call nothing; bring the results back with `dvsynth batch import`.",
+    ),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="With --batch: poll until every batch is collected.")
+]
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Print the calls this command would send and their estimated cost."
+    ),
+]
+PollOption = Annotated[
+    float,
+    typer.Option(
+        "--poll-interval", help="With --wait: first pause between polls, seconds.", min=0.01
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -139,6 +172,11 @@ def generate(
         typer.Option(help="Stop cleanly once the run has cost this many USD.", min=0.0001),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad seed row.")] = False,
+    batch: BatchOption = False,
+    batch_out: BatchOutOption = None,
+    wait: WaitOption = False,
+    dry_run: DryRunOption = False,
+    poll_interval: PollOption = 30.0,
     validate: Annotated[
         bool,
         typer.Option(
@@ -195,6 +233,11 @@ def generate(
         out=out,
         shard=shard,
         transport=transport,
+        batch=batch,
+        batch_out=batch_out,
+        wait=wait,
+        dry_run=dry_run,
+        poll_s=poll_interval,
     )
     reporter = GenerateReporter(quiet=quiet, total=limit)
     with reporter:
@@ -204,9 +247,15 @@ def generate(
             on_bad_seed=reporter.on_bad_seed,
             on_start=reporter.on_start,
             on_notice=reporter.on_notice,
+            on_batch_status=reporter.on_batch_status,
         )
     reporter.summary(prepared, stats)
-    if validate:
+    if validate and (dry_run or stats.waiting):
+        reporter.on_notice(
+            "--validate: not run, the generation is not finished (a dry run, or rows wait on "
+            "a batch); run `dvsynth validate` once it is"
+        )
+    elif validate:
         from dvsynth.config import ValidateConfig
 
         judge = ValidateConfig.after_generate(
@@ -225,8 +274,9 @@ def _run_validate(config: ValidateConfig, quiet: bool) -> None:
             on_row=reporter.on_row,
             on_notice=reporter.on_notice,
             on_start=reporter.on_start,
+            on_batch_status=reporter.on_batch_status,
         )
-    reporter.summary(stats)
+    reporter.summary(stats, " ".join(str(r) for r in config.runs))
 
 
 RunDirs = Annotated[
@@ -310,6 +360,15 @@ def validate_command(
     near_threshold: Annotated[
         float, typer.Option(help="rapidfuzz ratio (0-100) that makes a near duplicate.")
     ] = 90.0,
+    batch: BatchOption = False,
+    batch_out: BatchOutOption = None,
+    wait: WaitOption = False,
+    dry_run: DryRunOption = False,
+    poll_interval: PollOption = 30.0,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(help="With --batch: refuse to submit above this many USD.", min=0.0001),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Check each pair: rules, an LLM judge on both views (4 judgments), and dedup."""
@@ -342,6 +401,12 @@ def validate_command(
         instruction_check=instruction_check,
         dedup=dedup,
         near_threshold=near_threshold,
+        batch=batch,
+        batch_out=batch_out,
+        wait=wait,
+        dry_run=dry_run,
+        poll_s=poll_interval,
+        max_cost=max_cost,
         **({"judge_prompt": judge_prompt} if judge_prompt else {}),
     )
     _run_validate(config, quiet)
@@ -351,6 +416,11 @@ def _between(value: float, option: str) -> float:
     if not 0.0 < value < 1.0:
         raise UserError(f"{option}: {value:g} is not between 0 and 1")
     return value
+
+
+from dvsynth.cli.batch import batch_app  # noqa: E402 - the sub-app needs `app` above
+
+app.add_typer(batch_app, name="batch")
 
 
 @app.command("stats")

@@ -7,6 +7,8 @@ users get no terminal output.
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from typing import Any
 
@@ -30,7 +32,104 @@ from dvsynth.validators.run import ValidateStats
 MAX_WARNINGS = 10
 
 
-class GenerateReporter:
+def _this_command() -> str:
+    """The command line as typed: what to rerun to collect a batch."""
+    return " ".join(shlex.quote(a) for a in ["dvsynth", *sys.argv[1:]])
+
+
+class BatchLines:
+    """What generate and validate print about batches and estimates (to stdout, even
+    with --quiet: it says how to collect what was paid for)."""
+
+    console: Console
+    out: Console
+    _waiting: Progress | None = None
+    _waiting_task: Any = None
+
+    def on_batch_status(self, seen: list[Any]) -> None:
+        """--wait: one progress bar over every open batch's requests."""
+        total = sum(status.counts.get("total", 0) or batch.requests for batch, status in seen)
+        done = sum(
+            sum(status.counts.get(k, 0) for k in ("completed", "failed", "expired", "cancelled"))
+            for _, status in seen
+        )
+        states = ", ".join(sorted({status.state for _, status in seen})) or "none open"
+        if self._waiting is None:
+            progress = getattr(self, "progress", None)
+            if progress is not None:
+                progress.stop()
+            self._waiting = Progress(
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[states]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
+            self._waiting.start()
+            self._waiting_task = self._waiting.add_task("batch", total=total, states=states)
+        self._waiting.update(self._waiting_task, total=total, completed=done, states=states)
+
+    def stop_waiting(self) -> None:
+        if self._waiting is not None:
+            self._waiting.stop()
+            self._waiting = None
+
+    def print_estimate(self, estimate: Any) -> None:
+        from dvsynth.llm.cost import format_estimate
+
+        self.out.print(f"dry run, nothing sent: {format_estimate(estimate)}", highlight=False)
+
+    def print_batch(self, round_: Any, waiting: int, runs: str) -> None:
+        self.stop_waiting()
+        collected = round_.collected
+        lines = []
+        if collected.finished or collected.answered:
+            lines.append(
+                f"collected {collected.finished} batches: {collected.answered} answers, "
+                f"{collected.errors} errors, {collected.resubmit} to send again "
+                f"({collected.missing} missing from results)"
+            )
+        if collected.unknown or collected.bad_lines:
+            lines.append(
+                f"results ignored: {collected.unknown} with ids this run never sent, "
+                f"{collected.bad_lines} unreadable lines"
+            )
+        for failed in collected.failed_batches:
+            lines.append(f"batch failed at the provider: {failed}")
+        if round_.submitted.recovered or round_.submitted.released:
+            lines.append(
+                f"found {round_.submitted.recovered} batches sent before an interruption; "
+                f"{round_.submitted.released} requests of unsent ones queued again"
+            )
+        if round_.out is not None:
+            lines.append(
+                f"wrote {round_.written} requests to {round_.out} (OpenAI batch format); run "
+                f"them, e.g. `vllm run-batch -i {round_.out} -o results.jsonl --model MODEL`, "
+                f"then `dvsynth batch import {runs} results.jsonl` and rerun this command"
+            )
+        elif round_.submitted.requests:
+            lines.append(
+                f"submitted {round_.submitted.requests} requests in "
+                f"{len(round_.submitted.batches)} batches"
+            )
+        if round_.estimate is not None:
+            from dvsynth.llm.cost import format_estimate
+
+            lines.append(f"estimate checked against --max-cost: {format_estimate(round_.estimate)}")
+        if round_.open_batches or (waiting and round_.out is None):
+            lines.append(
+                f"{waiting} rows wait on {round_.open_batches} open batches: "
+                f"`dvsynth batch status {runs}` shows them; rerun `{_this_command()}` to "
+                "collect (or add --wait)"
+            )
+        elif not waiting and round_.out is None:
+            lines.append("every request of this stage is answered")
+        for line in lines:
+            self.out.print(line, highlight=False, soft_wrap=True)
+
+
+class GenerateReporter(BatchLines):
     def __init__(self, quiet: bool = False, total: int | None = None) -> None:
         self.quiet = quiet
         self.console = Console(stderr=True)
@@ -102,6 +201,14 @@ class GenerateReporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+        if stats.estimate is not None:
+            self.print_estimate(stats.estimate)
+            return
+        self._summary(prepared, stats)
+        if stats.batch is not None:
+            self.print_batch(stats.batch, stats.waiting, str(prepared.run_dir))
+
+    def _summary(self, prepared: Any, stats: RunStats) -> None:
         elapsed = time.perf_counter() - self.started
         store = RunStore.open_existing(prepared.run_dir)
         try:
@@ -144,6 +251,8 @@ class GenerateReporter:
             f"{stats.done_now} new ({stats.retried} retried), {stats.already_done} resumed, "
             f"{stats.cached_calls} from cache",
         )
+        if stats.waiting:
+            table.add_row("waiting on a batch", f"{stats.waiting} rows")
         if failed:
             table.add_row("failed, will retry on rerun", f"{failed} (rate limit, timeout, 5xx)")
         if stats.bad_seeds or stats.filtered or stats.duplicates:
@@ -165,7 +274,7 @@ class GenerateReporter:
         self.out.print(table)
 
 
-class ValidateReporter:
+class ValidateReporter(BatchLines):
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.console = Console(stderr=True)
@@ -209,8 +318,16 @@ class ValidateReporter:
                 judge=stats.rejected_by_judge,
             )
 
-    def summary(self, stats: ValidateStats) -> None:
+    def summary(self, stats: ValidateStats, runs: str = "RUN") -> None:
         self.__exit__()
+        if stats.estimate is not None:
+            self.print_estimate(stats.estimate)
+            return
+        self._summary(stats)
+        if stats.batch is not None:
+            self.print_batch(stats.batch, stats.waiting, runs)
+
+    def _summary(self, stats: ValidateStats) -> None:
         elapsed = time.perf_counter() - self.started
         dedup = stats.dedup_exact + stats.dedup_near
         if self.quiet:
@@ -228,6 +345,8 @@ class ValidateReporter:
         table.add_column(style="bold")
         table.add_column()
         table.add_row("validated now", f"{stats.validated} rows in {elapsed:.1f}s")
+        if stats.waiting:
+            table.add_row("waiting on a batch", f"{stats.waiting} rows")
         table.add_row("rejected by rules", str(stats.rejected_by_rules))
         table.add_row("rejected by the instruction check", str(stats.rejected_by_check))
         table.add_row("rejected by the judge", str(stats.rejected_by_judge))
@@ -288,10 +407,18 @@ def print_stats(data: dict[str, Any], console: Console) -> None:
         spend = data[who]
         if spend["prompt_tokens"] or spend["completion_tokens"]:
             table.add_row(
-                f"{who} tokens",
+                f"{who} tokens (online)",
                 f"{spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion, "
                 f"cost {format_cost(spend['cost_usd'], spend['unpriced_rows'])}",
             )
+    for stage, spend in data.get("batch", {}).items():
+        table.add_row(
+            f"{stage} tokens (batch)",
+            f"{spend['answered']:,} answers, {spend['prompt_tokens']:,} prompt + "
+            f"{spend['completion_tokens']:,} completion, "
+            f"cost {format_cost(spend['cost_usd'], spend['unpriced'])} at the batch rate"
+            + (f"; {spend['open']:,} requests still open" if spend["open"] else ""),
+        )
     console.print(table)
     if data["reasons"]:
         reasons = Table(title="rejections by reason")
@@ -331,3 +458,46 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
         f"{data['judge_tokens']:,} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}",
     )
     console.print(table)
+
+
+def print_batches(data: dict[str, Any], console: Console) -> None:
+    """`dvsynth batch status` / `cancel`: one line per batch, then requests by state."""
+    if not data["batches"]:
+        console.print("no batches in these runs", highlight=False)
+    for b in data["batches"]:
+        counts = b["counts"] or {}
+        done = ", ".join(
+            f"{counts[k]} {k}"
+            for k in ("completed", "failed", "expired", "cancelled")
+            if counts.get(k)
+        )
+        where = b["remote_id"] or b["path"] or "not acknowledged"
+        note = f" ({b['note']})" if b.get("note") else ""
+        console.print(
+            f"{b['run']}  {b['label']}  {b['stage']}  {b['provider']} {where}  "
+            f"{b['state']}{note}  {b['requests']} requests{': ' + done if done else ''}  "
+            f"age {b['age']}" + (f"  error: {b['error']}" if b.get("error") else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    for run, stages in data["requests"].items():
+        for stage, states in sorted(stages.items()):
+            text = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            console.print(f"{run} {stage} requests: {text}", highlight=False, soft_wrap=True)
+
+
+def print_import(report: Any, console: Console) -> None:
+    """`dvsynth batch import`: what each run took from the file."""
+    console.print(
+        f"read {report.lines} result lines: {report.unknown} with ids no run given sent, "
+        f"{report.bad_lines} unreadable",
+        highlight=False,
+    )
+    for run, found in report.runs.items():
+        console.print(
+            f"{run}: {found.answered} answers, {found.repeated} already imported, "
+            f"{found.errors} errors, {found.resubmit} to send again; rerun the generate / "
+            "validate command to finish the rows",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +21,8 @@ from dvsynth import __version__
 from dvsynth.config import GenerateConfig, identity_hash
 from dvsynth.errors import UserError
 from dvsynth.generate.step import Generator
+from dvsynth.llm.batch.providers import provider_for
+from dvsynth.llm.batch.rounds import Lane, dry_run, make_lane, refuse_above_cap, run_rounds
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
 from dvsynth.records import DualView, Mode, SeedError
@@ -95,9 +98,14 @@ def generate_run(
     on_bad_seed: Callable[[SeedError], None] | None = None,
     on_start: Callable[[PreparedRun, int | None], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_batch_status: Callable[[list[Any]], None] | None = None,
     client: LLMClient | None = None,
 ) -> tuple[PreparedRun, RunStats]:
-    """Generate (or resume) a run; returns the prepared run and what this call did."""
+    """Generate (or resume) a run; returns the prepared run and what this call did.
+
+    With `config.batch` / `batch_out` the calls go through a batch (`llm.batch.rounds`);
+    with `config.dry_run` nothing is sent and `stats.estimate` holds the cost estimate."""
+    config.check_engine()
     prepared = prepare_run(config)
     if client is None:
         client = LLMClient(
@@ -108,7 +116,8 @@ def generate_run(
             seed=config.sampling_seed,
             **config.client_options(),
         )
-    client.check()
+    client.check(require_key=not config.dry_run)
+    provider = _provider(config, client)  # a model without a batch API fails here
     if config.max_cost is not None and not client.price_known() and on_notice:
         on_notice(
             f"--max-cost: litellm has no price for {config.model}; its cost shows as unknown "
@@ -122,7 +131,11 @@ def generate_run(
         require_instruction=config.mode == "reverse",
     )
     reader.check()
-    store = RunStore.open(prepared.run_dir, prepared.manifest)
+    if config.dry_run and not prepared.run_dir.exists():
+        scratch = tempfile.TemporaryDirectory(prefix="dvsynth-dry-run-")
+        store = RunStore.open(Path(scratch.name) / "run", prepared.manifest)  # leaves no trace
+    else:
+        store = RunStore.open(prepared.run_dir, prepared.manifest)
     client.cache = store.cache
     shard = parse_shard(config.shard)
     if on_start:
@@ -133,26 +146,81 @@ def generate_run(
             total = min(total, config.limit)
         on_start(prepared, total if total is not None else config.limit)
 
-    async def stage() -> RunStats:
-        try:
-            return await run_stage(
+    step = Generator(client, prepared.templates, config.mode)
+    stats = RunStats()
+
+    async def one_pass() -> None:
+        stats.merge(
+            await run_stage(
                 select_shard(reader, shard),
-                Generator(client, prepared.templates, config.mode),
+                step,
                 store,
                 concurrency=config.concurrency,
                 limit=config.limit,
                 strict=config.strict,
-                max_cost=config.max_cost,
-                on_row=on_row,
+                max_cost=None if config.batched else config.max_cost,
+                on_row=None if config.dry_run else on_row,
                 on_bad_seed=on_bad_seed,
+                commit=not config.dry_run,
             )
+        )
+
+    async def stage() -> None:
+        try:
+            if config.dry_run or config.batched:
+                lane = make_lane(store.ledger(), GENERATE, client, provider, tag)
+                client.batch = lane.session
+                if config.dry_run:
+                    stats.estimate = await dry_run([lane], one_pass, _mean_tokens(store, config))
+                    return
+                stats.batch = await run_rounds(
+                    [lane],
+                    one_pass,
+                    out=config.batch_out,
+                    wait=config.wait,
+                    check_cost=_cost_cap(config, store, _mean_tokens(store, config)),
+                    on_status=on_batch_status,
+                    poll_first_s=config.poll_s,
+                )
+            else:
+                await one_pass()
         finally:
             await client.aclose()
 
+    tag = prepared.manifest["identity_sha256"][:8]
     freeze_startup_objects()
     try:
-        stats = asyncio.run(stage())
+        asyncio.run(stage())
     finally:
         store.close()
     stats.filtered = reader.filtered
     return prepared, stats
+
+
+GENERATE = "generate"
+
+
+def _provider(config: GenerateConfig, client: LLMClient) -> Any:
+    """The provider's batch API for --batch; none for --batch-out files or a dry run."""
+    if not config.batch:
+        return None
+    provider, _ = client.provider()
+    return provider_for(config.model, provider, config.api_base, client.api_key)
+
+
+def _mean_tokens(store: RunStore, config: GenerateConfig) -> tuple[float, str]:
+    """Completion tokens per call for estimates: the run's mean so far, else --max-tokens."""
+    mean = store.ledger().mean_completion_tokens(GENERATE) or store.mean_completion_tokens()
+    if mean:
+        return mean, "run mean"
+    return float(config.max_tokens), "--max-tokens"
+
+
+def _cost_cap(
+    config: GenerateConfig, store: RunStore, mean: tuple[float, str]
+) -> Callable[[list[Lane]], Any] | None:
+    if config.max_cost is None:
+        return None
+    return lambda lanes: refuse_above_cap(
+        lanes, config.max_cost, store.total_cost(), mean, "--max-cost"
+    )

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 # litellm fetches its price table over the network at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -42,6 +42,9 @@ from dvsynth.llm.transports.http import (  # noqa: E402
 )
 from dvsynth.redact import redact  # noqa: E402
 
+if TYPE_CHECKING:
+    from dvsynth.llm.batch.session import BatchSession
+
 LOCAL_PREFIX = "local/"
 TRANSPORTS = ("auto", "litellm", "http")
 # A 4xx that every row hits (unsupported parameter, unknown model name) stops the run
@@ -64,6 +67,8 @@ class Completion:
     # The token the model produced at each of those positions (None in caches written
     # before dvsynth kept it).
     tokens: list[str] | None = None
+    # Answered through a batch (and priced at the batch rate), not by an online call.
+    batch: bool = False
 
 
 class CallTimeout(TimeoutError):
@@ -137,6 +142,9 @@ class LLMClient:
             backoff_initial_s, backoff_max_s, done_before=1
         )
         self.cache = cache
+        # Batch mode: calls the cache cannot answer are queued here, not sent.
+        self.batch: BatchSession | None = None
+        self._provider: tuple[str, str] | None = None
         self._price_known: bool | None = None
         self._semaphore = asyncio.Semaphore(concurrency)
         self._litellm = _litellm()
@@ -197,8 +205,9 @@ class LLMClient:
         if self._http is not None:
             await self._http.aclose()
 
-    def check(self) -> None:
-        """Fail fast, before any row, on an unknown provider or a missing API key."""
+    def check(self, require_key: bool = True) -> None:
+        """Fail fast, before any row, on an unknown provider or a missing API key (not
+        needed by a dry run, which sends nothing)."""
         litellm = self._litellm
         try:
             litellm.get_llm_provider(self.model)
@@ -212,6 +221,8 @@ class LLMClient:
             from dvsynth.llm.transports.local import resolve_local_model
 
             resolve_local_model(self.model)
+            return
+        if not require_key:
             return
         if self.api_key_env and not self._key:
             raise UserError(
@@ -248,6 +259,17 @@ class LLMClient:
         return bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
 
     @property
+    def key_variable(self) -> str | None:
+        """The NAME of the variable this client's key comes from (None: the provider's
+        own choice); what a batch records so `dvsynth batch status` finds the key again."""
+        return self._keys.variable
+
+    @property
+    def api_key(self) -> str | None:
+        """The key, in memory only: for the batch APIs, which are called apart."""
+        return self._key
+
+    @property
     def is_local(self) -> bool:
         return self.model.startswith(LOCAL_PREFIX)
 
@@ -272,6 +294,8 @@ class LLMClient:
             hit = self.cache.get_response(key)
             if hit is not None:
                 return Completion(**{**hit, "cached": True})
+        if self.batch is not None:
+            self.batch.defer(key, self.batch_body(messages))
         estimate = self.limits.estimate(messages) if self.limits.active else 0
         async with self._semaphore:
             started = time.perf_counter()
@@ -347,6 +371,21 @@ class LLMClient:
         except asyncio.TimeoutError:
             raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
 
+    def provider(self) -> tuple[str, str]:
+        """(litellm's provider name, the model as that provider names it)."""
+        if self._provider is None:
+            model, provider, _, _ = self._litellm.get_llm_provider(
+                self.model, api_base=self.api_base
+            )
+            self._provider = (provider, model)
+        return self._provider
+
+    def batch_body(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """This call as an OpenAI chat-completions request body: what a batch file holds.
+        The same messages and sampling an online call sends; never a key."""
+        params = {k: v for k, v in self.params.items() if v is not None}
+        return {"model": self.provider()[1], "messages": messages, **params}
+
     def _redact(self, text: str) -> str:
         """`redact`, also of this client's key (whatever its variable is called)."""
         return redact(text, extra=(self._key,) if self._key else ())
@@ -388,24 +427,9 @@ class LLMClient:
 
     def _json_to_completion(self, data: dict[str, Any]) -> Completion:
         """A completion from the OpenAI JSON body the HTTP transport returns."""
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise MalformedResponse("no choices[0].message.content in the response") from None
-        usage = data.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        return Completion(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=self._priced(prompt_tokens, completion_tokens),
-            latency_s=0.0,
-            finish_reason=choice.get("finish_reason"),
-            logprobs=_top_logprobs(choice.get("logprobs")),
-            tokens=_produced_tokens(choice.get("logprobs")),
-        )
+        completion = completion_from_json(data)
+        cost = self._priced(completion.prompt_tokens, completion.completion_tokens)
+        return replace(completion, cost_usd=cost)
 
     def _priced(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """litellm's price for these token counts, or None when it has no price."""
@@ -447,6 +471,36 @@ class LLMClient:
 
 
 MAX_LOGPROB_TOKENS = 8
+
+
+def completion_from_json(data: dict[str, Any]) -> Completion:
+    """An OpenAI chat.completion JSON body as a completion (unpriced)."""
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise MalformedResponse("no choices[0].message.content in the response") from None
+    usage = data.get("usage") or {}
+    return Completion(
+        text=text,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        cost_usd=None,
+        latency_s=0.0,
+        finish_reason=choice.get("finish_reason"),
+        logprobs=_top_logprobs(choice.get("logprobs")),
+        tokens=_produced_tokens(choice.get("logprobs")),
+    )
+
+
+def completion_from_batch(model: str, data: dict[str, Any]) -> Completion:
+    """A batch's chat.completion JSON for `model`, priced at the provider's batch rate:
+    parsed exactly as an online answer is, so the row it makes is the same row."""
+    from dvsynth.llm.cost import batch_price
+
+    completion = completion_from_json(data)
+    cost = batch_price(model, completion.prompt_tokens, completion.completion_tokens)
+    return replace(completion, cost_usd=cost, batch=True)
 
 
 def _plain(value: Any) -> Any:

@@ -227,6 +227,12 @@ def build_card(
             "judge": format_cost(stats["judge"]["cost_usd"], stats["judge"]["unpriced_rows"])
             if stats["judge"]["prompt_tokens"]
             else "no judge calls",
+            "batch": {
+                stage: f"{format_cost(spent['cost_usd'], spent['unpriced'])} for "
+                f"{spent['answered']:,} answers"
+                for stage, spent in stats.get("batch", {}).items()
+                if spent["answered"]
+            },
         },
         examples=_examples(run_dirs),
         judged=bool(stats["judge_agreement"]["pairs_judged"]),

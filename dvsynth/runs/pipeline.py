@@ -13,9 +13,10 @@ import gc
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from dvsynth.errors import UserError
+from dvsynth.errors import AwaitingBatch, UserError
+from dvsynth.llm.batch.session import current_row
 from dvsynth.records import DualView, Seed, SeedError
 from dvsynth.runs.store import RunStore
 
@@ -34,6 +35,7 @@ class RunStats:
     kept: int = 0
     rejected: int = 0
     failed: int = 0  # transient faults: retried by the next run of the same command
+    waiting: int = 0  # rows waiting on a batch's answers (batch mode): not committed
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -41,6 +43,21 @@ class RunStats:
     cost_unknown: int = 0  # rows whose provider price litellm does not know
     stopped_by_cost: bool = False  # --max-cost reached: no new rows were started
     reasons: Counter[str] = field(default_factory=Counter)
+    batch: Any = None  # llm.batch.rounds.BatchRound, in batch mode
+    estimate: Any = None  # llm.cost.CostEstimate, in a dry run
+
+    def merge(self, later: RunStats) -> None:
+        """Add a later pass over the same seeds (a batch round): rows finished in either
+        count; what is seen and waiting is the later pass's own."""
+        for name in ("retried", "kept", "rejected", "failed", "cached_calls", "bad_seeds"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for name in ("prompt_tokens", "completion_tokens", "cost_usd", "cost_unknown"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for name in ("seeds_seen", "already_done", "duplicates", "waiting", "filtered"):
+            setattr(self, name, getattr(later, name))
+        self.duplicate_locations = later.duplicate_locations
+        self.stopped_by_cost = self.stopped_by_cost or later.stopped_by_cost
+        self.reasons.update(later.reasons)
 
     @property
     def done_now(self) -> int:
@@ -129,8 +146,10 @@ async def run_stage(
     max_cost: float | None = None,
     on_row: Callable[[DualView, RunStats], None] | None = None,
     on_bad_seed: Callable[[SeedError], None] | None = None,
+    commit: bool = True,
 ) -> RunStats:
-    """Apply `stage` to every seed not yet in `store`; return what this invocation did."""
+    """Apply `stage` to every seed not yet in `store`; return what this invocation did.
+    `commit` False (a dry run): rows are made, counted and dropped."""
     stats = RunStats()
     spent_before = store.total_cost() if max_cost is not None else 0.0
     claimed: dict[str, int] = {}  # seed id -> ordinal, of rows in flight
@@ -179,13 +198,33 @@ async def run_stage(
             claimed[item.seed_id] = ordinal
             yield item, ordinal
 
-    def finished(item: tuple[Seed, int], row: DualView) -> None:
+    def finished(item: tuple[Seed, int], row: DualView | None) -> None:
         seed, ordinal = item
-        store.put_row(row, ordinal)
+        if row is None:  # waits on a batch: the next pass finishes it
+            claimed.pop(seed.seed_id, None)
+            stats.waiting += 1
+            return
+        if commit:
+            store.put_row(row, ordinal)
         claimed.pop(seed.seed_id, None)  # the store answers for it from now on
         stats.add(row)
         if on_row:
             on_row(row, stats)
 
-    await bounded_map(to_start(), lambda item: stage(item[0]), concurrency, finished)
+    await bounded_map(
+        to_start(),
+        lambda item: unless_waiting(stage, item[0], item[0].seed_id),
+        concurrency,
+        finished,
+    )
     return stats
+
+
+async def unless_waiting(work: Callable[[T], Awaitable[R]], item: T, row_id: str) -> R | None:
+    """`work(item)`, or None when the row waits on a batch (`AwaitingBatch`); the row's
+    id names the batch requests its calls queue."""
+    current_row.set(row_id)
+    try:
+        return await work(item)
+    except AwaitingBatch:
+        return None

@@ -193,7 +193,37 @@ class StatsCollector:
             "instruction_words_kept": {k: _distribution(v) for k, v in self.lengths.items()},
             "generator": self.generator.as_dict(),
             "judge": self.judge.as_dict(),
+            "batch": batch_spend(run_dirs),
         }
+
+
+def _no_spend() -> dict[str, Any]:
+    keys = ("answered", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced", "open")
+    return dict.fromkeys(keys, 0)
+
+
+def batch_spend(run_dirs: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """Per stage, what the runs' batches answered and cost, apart from the online spend
+    (`generator`, `judge`), which counts batch answers as cached; and `open`, requests
+    still waiting for an answer (their rows are not in the run yet)."""
+    from dvsynth.runs.store import RunStore
+
+    total: dict[str, dict[str, Any]] = {}
+    for run in run_dirs:
+        store = RunStore.open_existing(run)
+        try:
+            spend = store.ledger().spend()
+            states = store.ledger().states()
+        finally:
+            store.close()
+        for stage, by_state in states.items():
+            into = total.setdefault(stage, _no_spend())
+            into["open"] += by_state.get("queued", 0) + by_state.get("assigned", 0)
+        for stage, found in spend.items():
+            into = total.setdefault(stage, _no_spend())
+            for key, value in found.items():
+                into[key] = round(into[key] + value, 6) if key == "cost_usd" else into[key] + value
+    return total
 
 
 def compute_stats(run_dirs: Sequence[Path]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dvsynth.errors import UserError
+from dvsynth.llm.batch.ledger import BatchLedger
 from dvsynth.records import DualView, SeedError
 from dvsynth.runs.cache import ResponseCache
 
@@ -91,6 +92,7 @@ class RunStore:
         self._migrate()
         self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
         self._dedup_after: bool | None = None  # set by begin_validation
+        self._ledger: BatchLedger | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -334,12 +336,29 @@ class RunStore:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def total_cost(self) -> float:
-        """USD paid for this run's rows so far (cached answers were paid once, earlier)."""
+        """USD paid for this run so far: its rows' online calls (cached answers were paid
+        once, earlier) and every answer its batches brought."""
         value = self._db.execute(
             "SELECT SUM(json_extract(record, '$.provenance.cost_usd')) FROM rows "
             "WHERE json_extract(record, '$.provenance.cached') = 0"
         ).fetchone()[0]
-        return float(value or 0.0)
+        return float(value or 0.0) + self.ledger().total_cost()
+
+    def mean_completion_tokens(self) -> float | None:
+        """The generator's mean completion tokens per answered online call."""
+        value = self._db.execute(
+            "SELECT AVG(json_extract(record, '$.provenance.usage.completion_tokens')) FROM rows "
+            "WHERE json_extract(record, '$.provenance.cached') = 0 "
+            "AND json_extract(record, '$.provenance.usage.completion_tokens') > 0"
+        ).fetchone()[0]
+        return None if value is None else float(value)
+
+    def ledger(self) -> BatchLedger:
+        """The run's batch requests and batches (`llm.batch.ledger`), same database."""
+        if self._ledger is None:
+            self._commit()  # answers waiting for a row go first: the ledger commits on its own
+            self._ledger = BatchLedger(self._db)
+        return self._ledger
 
     def status_counts(self) -> dict[str, int]:
         """Rows by generate status (kept, rejected, failed)."""

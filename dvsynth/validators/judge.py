@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dvsynth.errors import RowError, UserError
+from dvsynth.errors import AwaitingBatch, RowError, UserError
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import PromptTemplate
 from dvsynth.records import EXPECTED, Doc, DualView, Verdict
@@ -206,7 +206,7 @@ def take_answer(outcome: Any, result: Any, prefix: str) -> Any:
         (outcome.transient if result.transient else outcome.reasons).append(reason)
         outcome.errors.append(result.detail)
         return None
-    if isinstance(result, (UserError, asyncio.CancelledError)):
+    if isinstance(result, (UserError, asyncio.CancelledError, AwaitingBatch)):
         raise result
     if isinstance(result, BaseException):  # a bug here fails the row, not the run
         outcome.transient.append(f"{prefix}:internal:{type(result).__name__}")

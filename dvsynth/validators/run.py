@@ -22,10 +22,12 @@ from typing import Any
 
 from dvsynth.config import ValidateConfig
 from dvsynth.errors import UserError
+from dvsynth.llm.batch.providers import provider_for
+from dvsynth.llm.batch.rounds import Lane, dry_run, make_lane, refuse_above_cap, run_rounds
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import load_template
 from dvsynth.records import DualView
-from dvsynth.runs.pipeline import bounded_map, freeze_startup_objects
+from dvsynth.runs.pipeline import bounded_map, freeze_startup_objects, unless_waiting
 from dvsynth.runs.store import RunStore, read_manifest
 from dvsynth.validators.dedup import Dedup, pair_text
 from dvsynth.validators.instruction_check import InstructionCheck
@@ -49,7 +51,10 @@ class ValidateStats:
     judge_cost_usd: float = 0.0
     judge_cost_unknown: int = 0
     cached_calls: int = 0
+    waiting: int = 0  # rows waiting on a batch's answers (batch mode): still pending
     reasons: Counter[str] = field(default_factory=Counter)
+    batch: Any = None  # llm.batch.rounds.BatchRound, in batch mode
+    estimate: Any = None  # llm.cost.CostEstimate, in a dry run
 
     @property
     def rejected_by_rules(self) -> int:
@@ -113,7 +118,7 @@ def default_steps(config: ValidateConfig) -> list[Step]:
         raise UserError("--judge-model: required (or --no-judge)")
     template = load_template(config.judge_prompt)
     client = _judge_client(config, config.judge_model)
-    client.check()
+    client.check(require_key=not config.dry_run)
     if config.instruction_check:
         steps.append(InstructionCheck(client, load_template(config.check_prompt)))
     steps.append(
@@ -159,11 +164,15 @@ def validate_runs(
     on_row: Callable[[DualView, ValidateStats], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_batch_status: Callable[[list[Any]], None] | None = None,
 ) -> ValidateStats:
     """Validate (or resume validating) the rows of every run; dedup across them all.
 
     `steps`: the per-row steps to run instead of `default_steps(config)` (a library user
     adds their own check as `default_steps(config) + [MyCheck()]`)."""
+    config.check_engine()
+    if config.max_cost is not None and not config.batched:
+        raise UserError("--max-cost: on validate it caps batch submissions; use it with --batch")
     generators = _generator_models(config.runs)
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generators[0]})
@@ -178,12 +187,14 @@ def validate_runs(
     stats = ValidateStats()
     try:
         for store in stores:
+            if config.dry_run:  # a dry run changes nothing: not even the current settings
+                continue
             store.begin_validation(digest, json.dumps(settings, sort_keys=True), dedup=config.dedup)
         pending = sum(s.count_pending_validation(digest) for s in stores)
         if on_start:
             on_start(pending)
         freeze_startup_objects()
-        if config.dedup:
+        if config.dedup and not config.dry_run:
             # Dedup compares the rows of exactly the runs given, so it is redone on every
             # invocation; until it ends, kept rows are pending (a kill leaves them so).
             for store in stores:
@@ -191,8 +202,14 @@ def validate_runs(
         if pending:
             # One event loop for every run directory: the client's pooled connections and
             # limits belong to the loop that made them.
-            asyncio.run(_validate_stores(stores, validator, digest, config, stats, on_row))
-        if config.dedup:
+            asyncio.run(
+                _validate_stores(stores, validator, digest, config, stats, on_row, on_batch_status)
+            )
+        if config.dry_run and stats.estimate is None:  # nothing pending: nothing to send
+            from dvsynth.llm.cost import BASIS_RUN_MEAN, estimate
+
+            stats.estimate = estimate(config.judge_model or "", iter([]), 0, BASIS_RUN_MEAN)
+        if config.dedup and not config.dry_run:
             _dedup(stores, digest, Dedup(config.near_threshold), stats)
         stats.kept_before_dedup = sum(1 for s in stores for _ in s.iter_kept_texts(digest))
     finally:
@@ -208,20 +225,82 @@ async def _validate_stores(
     config: ValidateConfig,
     stats: ValidateStats,
     on_row: Callable[[DualView, ValidateStats], None] | None,
+    on_batch_status: Callable[[list[Any]], None] | None = None,
 ) -> None:
-    """Every store's pending rows, run after run, in the caller's one event loop."""
+    """Every store's pending rows, run after run, in the caller's one event loop; in
+    batch mode (or a dry run) as rounds of `llm.batch.rounds`, one lane per run."""
     clients = validator.clients()
-    try:
-        for store in stores:
+    lanes: list[Lane | None] = [None] * len(stores)
+
+    async def one_pass() -> None:
+        stats.waiting = 0
+        for store, lane in zip(stores, lanes, strict=True):
             for client in clients:
                 client.cache = store.cache  # each run caches its own calls
+                client.batch = lane.session if lane is not None else None
             rows = store.iter_pending_validation(settings_hash)
             await _validate_store(
-                store, rows, validator, settings_hash, config.concurrency, stats, on_row
+                store,
+                rows,
+                validator,
+                settings_hash,
+                config.concurrency,
+                stats,
+                None if config.dry_run else on_row,
+                commit=not config.dry_run,
             )
+
+    try:
+        if clients and (config.batched or config.dry_run):
+            judge = clients[0]
+            provider = None
+            if config.batch:
+                provider = provider_for(
+                    judge.model, judge.provider()[0], config.judge_api_base, judge.api_key
+                )
+            lanes[:] = [
+                make_lane(s.ledger(), VALIDATE, judge, provider, _run_tag(s)) for s in stores
+            ]
+            chosen = [lane for lane in lanes if lane is not None]
+            mean = _mean_tokens(chosen, config)
+            if config.dry_run:
+                stats.estimate = await dry_run(chosen, one_pass, mean)
+                return
+            cap = config.max_cost
+            stats.batch = await run_rounds(
+                chosen,
+                one_pass,
+                out=config.batch_out,
+                wait=config.wait,
+                check_cost=None
+                if cap is None
+                else lambda ls: refuse_above_cap(
+                    ls, cap, sum(s.total_cost() for s in stores), mean, "--max-cost"
+                ),
+                on_status=on_batch_status,
+                poll_first_s=config.poll_s,
+            )
+        else:
+            await one_pass()
     finally:
         for client in clients:
+            client.batch = None
             await client.aclose()
+
+
+VALIDATE = "validate"
+
+
+def _run_tag(store: RunStore) -> str:
+    return str(read_manifest(store.run_dir).get("identity_sha256", "run"))[:8]
+
+
+def _mean_tokens(lanes: list[Lane], config: ValidateConfig) -> tuple[float, str]:
+    """Completion tokens per judge call for estimates: batch answers so far, else the cap."""
+    means = [m for lane in lanes if (m := lane.engine.ledger.mean_completion_tokens(VALIDATE))]
+    if means:
+        return sum(means) / len(means), "run mean"
+    return float(config.judge_max_tokens), "--judge-max-tokens"
 
 
 async def _validate_store(
@@ -232,17 +311,26 @@ async def _validate_store(
     concurrency: int,
     stats: ValidateStats,
     on_row: Callable[[DualView, ValidateStats], None] | None,
+    commit: bool = True,
 ) -> None:
-    """Validate `rows` with at most `concurrency` in flight, committing each as it ends."""
+    """Validate `rows` with at most `concurrency` in flight, committing each as it ends
+    (`commit` False: a dry run, which only learns what calls it would send)."""
 
-    def finished(_: DualView, result: tuple[DualView, StepOutcome]) -> None:
+    def finished(_: DualView, result: tuple[DualView, StepOutcome] | None) -> None:
+        if result is None:  # waits on a batch: the next pass finishes it
+            stats.waiting += 1
+            return
         row, outcome = result
+        if not commit:
+            return
         store.put_validated(row, settings_hash)
         _count(stats, row, outcome)
         if on_row:
             on_row(row, stats)
 
-    await bounded_map(rows, validator, concurrency, finished)
+    await bounded_map(
+        rows, lambda row: unless_waiting(validator, row, row.seed_id), concurrency, finished
+    )
 
 
 def _count(stats: ValidateStats, row: DualView, outcome: StepOutcome) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from dvsynth.errors import AwaitingBatch
 from dvsynth.records import DualView, Usage
 
 
@@ -70,14 +71,27 @@ class Validator:
     steps: list[Step]
 
     async def __call__(self, row: DualView) -> tuple[DualView, StepOutcome]:
+        """The row through every step; raises `AwaitingBatch` when some step's answers
+        are still to come from a batch. Then the later steps still run, so that their
+        calls join the same batch (one round, not one per step): a row the check will
+        reject may have its judge calls answered in vain, never paid twice."""
         row = row.model_copy(deep=True)
         spent = StepOutcome()
+        waiting = False
         for step in self.steps:
-            outcome = await step(row)
+            try:
+                outcome = await step(row)
+            except AwaitingBatch:
+                waiting = True
+                continue
+            if waiting:
+                continue
             row.stages.append(step.name)
             spent.add(outcome)
             if outcome.reasons or outcome.transient:
                 return _settle(row, outcome, spent), spent
+        if waiting:
+            raise AwaitingBatch
         return _settle(row, StepOutcome(), spent), spent
 
     def clients(self) -> list[Any]:

@@ -1,0 +1,370 @@
+"""One run's batches for one LLM stage: collect what finished, submit what is queued,
+write and import OpenAI batch files.
+
+The order of every submission is what makes a kill harmless: the batch is recorded and
+its requests assigned to it (committed) before anything is uploaded; the provider's id
+is committed as soon as it answers; a batch found recorded but unacknowledged on the
+next run is looked up at the provider by its label before its requests are released.
+Collection writes each answer to the response cache and its spend to the ledger in one
+transaction per slice, and is idempotent: a result already answered is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dvsynth.errors import UserError
+from dvsynth.llm.batch.ledger import Batch, BatchLedger, Queued
+from dvsynth.llm.batch.provider import BatchProvider, BatchResult, BatchStatus
+from dvsynth.llm.batch.session import is_transient_status
+from dvsynth.llm.client import completion_from_batch
+from dvsynth.llm.transports.http import MalformedResponse
+from dvsynth.redact import redact
+
+#: A request that expired (or vanished) this many times is failed, not sent again in
+#: this invocation; its row is retried by the next run of the command.
+MAX_ATTEMPTS = 3
+T = TypeVar("T")
+SLICE = 1000
+FILE_PROVIDER = "file"
+
+
+@dataclass
+class CollectReport:
+    """What one collection found, across batches."""
+
+    checked: int = 0  # batches asked for their status
+    finished: int = 0  # batches whose results were read now
+    still_open: int = 0
+    answered: int = 0
+    errors: int = 0  # requests the provider refused (final or transient)
+    resubmit: int = 0  # expired, missing or transient: queued again
+    missing: int = 0  # in the batch, absent from its results
+    unknown: int = 0  # result lines whose custom_id this run never sent
+    repeated: int = 0  # results for requests already answered
+    bad_lines: int = 0
+    failed_batches: list[str] = field(default_factory=list)  # "label: why"
+
+    def add(self, other: CollectReport) -> None:
+        for name, value in asdict(other).items():
+            if isinstance(value, list):
+                getattr(self, name).extend(value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class SubmitReport:
+    batches: list[str] = field(default_factory=list)  # labels submitted now
+    requests: int = 0
+    recovered: int = 0  # batches found at the provider after a lost acknowledgement
+    released: int = 0  # requests of batches that never reached the provider, queued again
+
+
+class BatchEngine:
+    """The batches of one run for one stage and model."""
+
+    def __init__(
+        self,
+        ledger: BatchLedger,
+        stage: str,
+        model: str,
+        provider: BatchProvider | None = None,
+        api_base: str | None = None,
+        key_env: str | None = None,
+        run_tag: str = "run",
+    ) -> None:
+        self.ledger = ledger
+        self.stage = stage
+        self.model = model
+        self.provider = provider
+        self.api_base = redact(api_base) if api_base else None
+        self.key_env = key_env
+        self.run_tag = run_tag
+        # Requests whose tries ran out in this invocation: their rows fail now, and the
+        # next run of the command (not this one) sends them again.
+        self.exhausted: set[str] = set()
+
+    # ------------------------------------------------------------------ collect
+
+    def _mine(self, states: Iterable[str] | None = None) -> list[Batch]:
+        return [
+            b
+            for b in self.ledger.batches(states)
+            if b.stage == self.stage and b.model == self.model and b.provider != FILE_PROVIDER
+        ]
+
+    async def collect(self) -> CollectReport:
+        """Ask every open batch for its state; read the results of those that ended."""
+        report = CollectReport()
+        assert self.provider is not None
+        for batch in self._mine():
+            if batch.state in ("collected", "submitting") or batch.remote_id is None:
+                continue
+            report.checked += 1
+            status = await asked("checking " + batch.label, self.provider.status(batch.remote_id))
+            self.ledger.set_state(batch.label, status.state, status.counts, status.error)
+            if not status.terminal:
+                report.still_open += 1
+                continue
+            if status.state == "failed":
+                report.failed_batches.append(f"{batch.label}: {status.error or 'failed'}")
+            found = await asked(
+                "reading the results of " + batch.label,
+                self._read_results(batch, self.provider.results(batch.remote_id)),
+            )
+            found.finished = 1
+            report.add(found)
+            self.ledger.set_state(batch.label, "collected")
+        return report
+
+    async def _read_results(
+        self, batch: Batch, results: AsyncIterator[BatchResult]
+    ) -> CollectReport:
+        report = CollectReport()
+        bad_before = int(getattr(self.provider, "bad_lines", 0) or 0)
+        outcomes: list[Any] = []
+        responses: list[tuple[str, str]] = []
+        async for result in results:
+            self._take(result, report, outcomes, responses)
+            if len(outcomes) >= SLICE:
+                self.ledger.record(outcomes, responses)
+                outcomes, responses = [], []
+        self.ledger.record(outcomes, responses)
+        outcomes = []
+        for request in list(self.ledger.in_batch(batch.label)):
+            report.missing += 1
+            self._again(request.key, None, "absent from the batch's results", report, outcomes)
+        self.ledger.record(outcomes, [])
+        report.bad_lines += int(getattr(self.provider, "bad_lines", 0) or 0) - bad_before
+        return report
+
+    def _take(
+        self,
+        result: BatchResult,
+        report: CollectReport,
+        outcomes: list[Any],
+        responses: list[tuple[str, str]],
+    ) -> None:
+        found = self.ledger.by_custom_id(result.custom_id)
+        if found is None:
+            report.unknown += 1
+            return
+        key, state, model = found
+        if state == "answered":
+            report.repeated += 1
+            return
+        if result.response is not None:
+            try:
+                completion = completion_from_batch(model, result.response)
+            except MalformedResponse as exc:  # garbled, as online: sent again
+                self._again(key, None, str(exc), report, outcomes)
+                return
+            value = {k: v for k, v in asdict(completion).items() if k != "cached"}
+            responses.append((key, json.dumps(value)))
+            spend = {
+                "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens,
+                "cost_usd": completion.cost_usd,
+            }
+            outcomes.append((key, "answered", spend, 200, None))
+            report.answered += 1
+            return
+        if result.expired or is_transient_status(result.status_code):
+            self._again(key, result.status_code, result.error, report, outcomes)
+            return
+        report.errors += 1
+        outcomes.append((key, "error", None, result.status_code, result.error))
+
+    def _again(
+        self,
+        key: str,
+        code: int | None,
+        error: str | None,
+        report: CollectReport,
+        outcomes: list[Any],
+    ) -> None:
+        """Queue a request for the next batch, unless it has had its tries."""
+        if self.ledger.attempts(key) >= MAX_ATTEMPTS:
+            self.exhausted.add(key)
+            report.errors += 1
+            detail = f"not answered after {MAX_ATTEMPTS} batches: {error or 'expired'}"
+            outcomes.append((key, "error", None, code, detail))
+            return
+        report.resubmit += 1
+        outcomes.append((key, "queued", None, None, None))
+
+    # ------------------------------------------------------------------ submit
+
+    async def reconcile(self) -> SubmitReport:
+        """Batches recorded but never acknowledged (a kill or a fault mid-submission):
+        adopt the one the provider holds under the label, else queue the requests again."""
+        report = SubmitReport()
+        assert self.provider is not None
+        for batch in self._mine(["submitting"]):
+            known = {b.remote_id for b in self.ledger.batches() if b.remote_id}
+            remote_id = await asked(
+                "looking for " + batch.label,
+                self.provider.find(
+                    batch.label, since=batch.created_at - 120, count=batch.requests, known=known
+                ),
+            )
+            if remote_id is not None:
+                self.ledger.submitted(batch.label, remote_id)
+                report.recovered += 1
+            else:
+                report.released += self.ledger.release(batch.label)
+        return report
+
+    def groups(self, provider: BatchProvider) -> Iterable[list[Queued]]:
+        """The queued requests in slices that fit one of the provider's batches each."""
+        max_requests, max_bytes = provider.max_requests, provider.max_bytes
+        group: list[Queued] = []
+        size = 0
+        for request in self.ledger.queued(self.stage, self.model):
+            line = provider.request_size(request.as_request())
+            if group and (len(group) >= max_requests or size + line > max_bytes):
+                yield group
+                group, size = [], 0
+            group.append(request)
+            size += line
+        if group:
+            yield group
+
+    async def submit(self) -> SubmitReport:
+        """Send the queued requests, one batch per slice that fits the provider's limits."""
+        assert self.provider is not None
+        report = await self.reconcile()
+        provider = self.provider
+        for group in list(self.groups(provider)):
+            label = self.ledger.next_label(self.run_tag)
+            self.ledger.open_batch(
+                label,
+                provider.name,
+                self.model,
+                self.stage,
+                [r.key for r in group],
+                api_base=self.api_base,
+                key_env=self.key_env,
+            )
+            try:
+                remote_id = await provider.submit([r.as_request() for r in group], label)
+            except Exception as exc:
+                raise UserError(
+                    f"batch: submitting {len(group)} requests failed "
+                    f"({type(exc).__name__}: {redact(str(exc))[:300]}); they stay recorded "
+                    "under " + label + ": rerun the same command to submit them"
+                ) from None
+            self.ledger.submitted(label, remote_id)
+            report.batches.append(label)
+            report.requests += len(group)
+        return report
+
+    def open_batches(self) -> list[Batch]:
+        return [b for b in self._mine() if b.state != "collected"]
+
+    # ------------------------------------------------------------------ files
+
+    def file_requests(self) -> list[Queued]:
+        """Every request without an answer that no provider batch holds: earlier
+        `--batch-out` files' open requests come back, so the newest file is the whole
+        open set."""
+        for batch in self.ledger.batches([FILE_PROVIDER]):
+            if batch.stage == self.stage and batch.model == self.model:
+                self.ledger.release(batch.label)
+        return list(self.ledger.queued(self.stage, self.model))
+
+    def record_file(self, path: Path, requests: list[Queued]) -> None:
+        """Record `requests` as sent to the file at `path` (a `file` batch)."""
+        if requests:
+            self.ledger.open_batch(
+                self.ledger.next_label(self.run_tag),
+                FILE_PROVIDER,
+                self.model,
+                self.stage,
+                [r.key for r in requests],
+                state=FILE_PROVIDER,
+                path=str(path),
+            )
+
+
+class ResultSink:
+    """Results taken one at a time (an imported file's lines), written to the ledger in
+    slices, one transaction each."""
+
+    def __init__(self, engine: BatchEngine) -> None:
+        self.engine = engine
+        self.report = CollectReport()
+        self._outcomes: list[Any] = []
+        self._responses: list[tuple[str, str]] = []
+
+    def take(self, result: BatchResult) -> bool:
+        """Take one result; False when its custom_id is not this run's."""
+        before = self.report.unknown
+        self.engine._take(result, self.report, self._outcomes, self._responses)
+        if len(self._outcomes) >= SLICE:
+            self.flush()
+        return self.report.unknown == before
+
+    def flush(self) -> None:
+        self.engine.ledger.record(self._outcomes, self._responses)
+        self._outcomes, self._responses = [], []
+
+
+async def asked(what: str, call: Awaitable[T]) -> T:
+    """A provider call; a fault (network, 5xx) ends the command in one line, with
+    everything recorded so far kept: the same command picks up from there."""
+    try:
+        return await call
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            f"batch: {what} failed at the provider ({type(exc).__name__}: "
+            f"{redact(str(exc))[:300]}); nothing is lost: rerun the same command"
+        ) from None
+
+
+async def poll_until_any_done(
+    engines: list[BatchEngine],
+    on_status: Callable[[list[tuple[Batch, BatchStatus]]], None] | None = None,
+    first_delay_s: float = 5.0,
+    max_delay_s: float = 300.0,
+    sleep: Callable[[float], Any] | None = None,
+) -> None:
+    """Wait, with backoff, until some open batch of these engines has ended."""
+    sleep = sleep or asyncio.sleep
+    delay = first_delay_s
+    while True:
+        seen: list[tuple[Batch, BatchStatus]] = []
+        for engine in engines:
+            assert engine.provider is not None
+            for batch in engine.open_batches():
+                if batch.remote_id is None:
+                    continue
+                status = await asked(
+                    "checking " + batch.label, engine.provider.status(batch.remote_id)
+                )
+                engine.ledger.set_state(batch.label, status.state, status.counts, status.error)
+                seen.append((batch, status))
+        if on_status:
+            on_status(seen)
+        if not seen or any(status.terminal for _, status in seen):
+            return
+        await sleep(delay)
+        delay = min(max_delay_s, delay * 1.5)
+
+
+def age(created_at: float) -> str:
+    seconds = max(0, int(time.time() - created_at))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"

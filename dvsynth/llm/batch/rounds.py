@@ -1,0 +1,175 @@
+"""The batch round of an LLM stage, for `generate` and `validate` alike.
+
+One round: collect every batch that ended, run the stage's pass (rows whose answers are
+all cached finish; the others queue their calls), then submit the queued calls, or
+write them to a `--batch-out` file. `--wait` repeats rounds, polling with backoff in
+between, until no request is open.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvsynth.errors import UserError
+from dvsynth.llm.batch.engine import (
+    BatchEngine,
+    CollectReport,
+    SubmitReport,
+    poll_until_any_done,
+)
+from dvsynth.llm.batch.openai_format import request_line
+from dvsynth.llm.batch.session import BatchSession
+from dvsynth.llm.client import LLMClient
+
+
+@dataclass
+class BatchRound:
+    """What the batch engine did in one invocation, for the report."""
+
+    collected: CollectReport = field(default_factory=CollectReport)
+    submitted: SubmitReport = field(default_factory=SubmitReport)
+    written: int = 0  # requests written to --batch-out
+    out: Path | None = None
+    open_batches: int = 0  # still running at the provider when the command ended
+    open_requests: int = 0  # queued or in a batch, without an answer
+    rounds: int = 0
+    estimate: Any = None  # the cost estimate checked against --max-cost
+
+
+@dataclass
+class Lane:
+    """One run's engine and the pass-level session its clients queue into."""
+
+    engine: BatchEngine
+    session: BatchSession
+
+
+def make_lane(ledger: Any, stage: str, client: LLMClient, provider: Any, run_tag: str) -> Lane:
+    engine = BatchEngine(
+        ledger,
+        stage,
+        client.model,
+        provider,
+        api_base=client.api_base,
+        key_env=client.key_variable,
+        run_tag=run_tag,
+    )
+    return Lane(engine, BatchSession(ledger, stage, client.model, retried=engine.exhausted))
+
+
+async def run_rounds(
+    lanes: list[Lane],
+    one_pass: Callable[[], Awaitable[None]],
+    *,
+    out: Path | None,
+    wait: bool,
+    check_cost: Callable[[list[Lane]], Any] | None = None,
+    on_status: Callable[[list[Any]], None] | None = None,
+    poll_first_s: float = 5.0,
+) -> BatchRound:
+    """Rounds until nothing is left to send (and, with `wait`, nothing left open)."""
+    result = BatchRound(out=out)
+    while True:
+        result.rounds += 1
+        if out is None:
+            for lane in lanes:
+                result.collected.add(await lane.engine.collect())
+        await one_pass()
+        for lane in lanes:
+            lane.session.flush()
+        if out is not None:
+            result.written = write_batch_file(lanes, out)
+            break
+        if check_cost is not None:
+            result.estimate = check_cost(lanes)
+        for lane in lanes:
+            report = await lane.engine.submit()
+            result.submitted.batches += report.batches
+            result.submitted.requests += report.requests
+            result.submitted.recovered += report.recovered
+            result.submitted.released += report.released
+        if not wait or not any(lane.engine.open_batches() for lane in lanes):
+            break
+        await poll_until_any_done(
+            [lane.engine for lane in lanes], on_status, first_delay_s=poll_first_s
+        )
+    result.open_batches = sum(len(lane.engine.open_batches()) for lane in lanes)
+    result.open_requests = sum(lane.engine.ledger.count(lane.engine.stage) for lane in lanes)
+    return result
+
+
+def write_batch_file(lanes: list[Lane], out: Path) -> int:
+    """Every lane's open requests in one OpenAI batch input file, written before the
+    requests are recorded as sent to it (a kill in between only rewrites the file)."""
+    chosen = [(lane, lane.engine.file_requests()) for lane in lanes]
+    seen: set[str] = set()
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--batch-out {out}: is a folder; give a file name such as requests.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=out.parent, prefix=out.name, suffix=".tmp", delete=False
+    ) as handle:
+        for _, requests in chosen:
+            for request in requests:
+                if request.custom_id in seen:  # the same call in two runs: one answer
+                    continue
+                seen.add(request.custom_id)
+                handle.write(request_line(request.as_request()) + "\n")
+    Path(handle.name).replace(out)
+    for lane, requests in chosen:
+        lane.engine.record_file(out, requests)
+    return len(seen)
+
+
+def _open_messages(lanes: list[Lane], include_new: bool) -> Iterator[tuple[str, list[Any]]]:
+    """(model, messages) of every call that would be sent now: queued in the ledgers,
+    and (`include_new`) queued by the pass but not recorded (a dry run records nothing)."""
+    for lane in lanes:
+        engine = lane.engine
+        if include_new:
+            for body in lane.session.new_bodies():
+                yield engine.model, body["messages"]
+        for request in engine.ledger.queued(engine.stage, engine.model):
+            yield engine.model, json.loads(request.body)["messages"]
+
+
+def estimate_open(lanes: list[Lane], mean: tuple[float, str], include_new: bool) -> Any:
+    """The cost estimate of the calls that would be sent now (`llm.cost.estimate`)."""
+    from dvsynth.llm.cost import estimate
+
+    models = {lane.engine.model for lane in lanes}
+    model = next(iter(models)) if models else ""
+    calls = (messages for _, messages in _open_messages(lanes, include_new))
+    return estimate(model, calls, mean[0], mean[1])
+
+
+async def dry_run(
+    lanes: list[Lane], one_pass: Callable[[], Awaitable[None]], mean: tuple[float, str]
+) -> Any:
+    """Run the pass with every uncached call held back (nothing sent, nothing queued);
+    return the estimate of what it would send."""
+    for lane in lanes:
+        lane.session.dry = True
+    await one_pass()
+    return estimate_open(lanes, mean, include_new=True)
+
+
+def refuse_above_cap(
+    lanes: list[Lane], cap: float, spent: float, mean: tuple[float, str], option: str
+) -> Any:
+    """Before a submission: the estimate at the batch rate must fit under the cap."""
+    found = estimate_open(lanes, mean, include_new=False)
+    cost = found.batch_usd
+    if cost is not None and spent + cost > cap:
+        raise UserError(
+            f"{option} {cap:g}: submitting {found.calls} requests would cost about "
+            f"${cost:.4f} at the batch rate, on top of ${spent:.4f} spent; nothing was "
+            f"submitted (the requests stay queued: raise {option} and rerun)"
+        )
+    return found
