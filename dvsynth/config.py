@@ -14,12 +14,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from dvsynth.errors import UserError
 from dvsynth.prompts import DEFAULT_CHECK_PROMPT, DEFAULT_JUDGE_PROMPT
 from dvsynth.seeds.adapters import SeedFormat
 from dvsynth.seeds.readers import BUNDLED_SAMPLE, describe_source
+from dvsynth.seeds.shards import shard_from_environment
 
 ModeSetting = Literal["auto", "reverse", "bootstrap"]
 DEFAULT_MODEL = "local/smollm2"
@@ -51,6 +52,13 @@ class EngineSettings(BaseModel):
     wait: bool = False  # with batch: poll until every batch has ended and is collected
     dry_run: bool = False  # print the cost estimate of the pending calls; send nothing
     poll_s: float = Field(30.0, gt=0)  # first pause between status polls (--wait)
+    # --engine ray: the pending requests go through a Ray Data pipeline (`llm.ray`).
+    engine: Literal["online", "ray"] = "online"
+    ray_address: str = "auto"  # an existing cluster; "auto" falls back to a local one
+    ray_processor: Literal["auto", "http", "vllm"] = "auto"  # auto: http with --api-base
+    tensor_parallel: int = Field(1, ge=1)  # vLLM: GPUs per replica
+    replicas: int | None = Field(None, ge=1)  # vLLM engines, or HTTP actors
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vLLM as they are
 
     @property
     def batched(self) -> bool:
@@ -64,6 +72,10 @@ class EngineSettings(BaseModel):
             )
         if self.wait and not self.batch:
             raise UserError("--wait: only with --batch (it waits for the provider's batches)")
+        if self.engine == "ray" and self.batched:
+            raise UserError("--engine ray: runs the calls itself; leave out --batch / --batch-out")
+        if self.engine != "ray" and (self.ray_processor != "auto" or self.engine_args):
+            raise UserError("--ray-processor / --engine-arg: only with --engine ray")
 
 
 class GenerateConfig(CallSettings, EngineSettings):
@@ -74,6 +86,7 @@ class GenerateConfig(CallSettings, EngineSettings):
     mode: ModeSetting = "auto"
     model: str = DEFAULT_MODEL
     api_base: str | None = None
+    extra_api_bases: list[str] = Field(default_factory=list)  # more servers, spread over
     # The NAME of the environment variable holding the key for --api-base, never the key.
     api_key_env: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -85,6 +98,13 @@ class GenerateConfig(CallSettings, EngineSettings):
     max_cost: float | None = Field(None, gt=0)
     strict: bool = False
     out: Path | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _resolve_auto_shard(cls, value: str | None) -> str | None:
+        """`auto` becomes this task's i/N (Slurm array or RANK / WORLD_SIZE) here, so the
+        run's identity and folder name hold the shard itself."""
+        return shard_from_environment() if value == "auto" else value
 
     def client_options(self) -> dict[str, Any]:
         """The call settings, and where the generator's own key comes from."""
@@ -128,6 +148,7 @@ class ValidateConfig(CallSettings, EngineSettings):
     judge: bool = True
     judge_model: str | None = None  # None: the generator's model (with a warning)
     judge_api_base: str | None = None  # never the generator's, unless the caller says so
+    judge_extra_api_bases: list[str] = Field(default_factory=list)
     judge_api_key_env: str | None = None  # the NAME of the variable with the judge's key
     judge_prompt: str = DEFAULT_JUDGE_PROMPT
     judge_threshold: float = Field(0.5, gt=0.0, lt=1.0)
@@ -149,16 +170,19 @@ class ValidateConfig(CallSettings, EngineSettings):
         generated: GenerateConfig,
         run_dir: Path,
         judge_model: str | None,
-        judge_api_base: str | None,
+        judge_api_bases: list[str],
         judge_api_key_env: str | None,
     ) -> ValidateConfig:
         """`generate --validate`: the judge inherits no server and no key from the
         generator, unless no judge is named and the generator judges itself."""
-        itself = judge_model is None and judge_api_base is None
+        itself = judge_model is None and not judge_api_bases
+        inherited = [generated.api_base, *generated.extra_api_bases] if generated.api_base else []
+        bases = judge_api_bases or (inherited if judge_model is None else [])
         return cls(
             runs=[run_dir],
             judge_model=judge_model,
-            judge_api_base=judge_api_base or (generated.api_base if judge_model is None else None),
+            judge_api_base=bases[0] if bases else None,
+            judge_extra_api_bases=bases[1:],
             judge_api_key_env=judge_api_key_env or (generated.api_key_env if itself else None),
             **CallSettings.client_options(generated),
             # the same engine: a batch for the judge too, or its requests in the same file

@@ -336,7 +336,8 @@ class FakeLLMServer:
             )
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 2**20)
+        # Batch files reach 200 MB (OpenAI's limit) and 256 MB (Anthropic's).
+        app = web.Application(client_max_size=300 * 2**20)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/stats", self._stats)

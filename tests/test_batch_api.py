@@ -227,3 +227,18 @@ def test_provider_unreachable_ends_in_one_line_and_loses_nothing(run_cli, tmp_pa
     assert status.code == 0 and "not refreshed" in status.out, status.out
     assert "generate requests: 4 assigned" in status.out
     assert fake.batches_created == 1
+
+
+def test_a_batch_the_provider_fails_says_why_on_its_rows(batch_server, run_cli, tmp_path):
+    server, fake = batch_server
+    fake.fail_batch = "token limit exceeded for this organization"
+    run = tmp_path / "run"
+    gen = generate_args(server, SAMPLE, run, "--limit", "3", "--batch", "--wait")
+    done = run_cli(*gen, "--poll-interval", "0.01")
+    assert done.code == 0
+    assert "batch failed at the provider" in done.out
+    assert "3 requests ended in an error" in done.out
+    assert fake.batches_created == 3  # sent again, up to its tries
+    rows = read_rows(run)
+    assert {row["status"] for row in rows} == {"failed"}
+    assert all("token limit exceeded" in row["error"] for row in rows)

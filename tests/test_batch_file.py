@@ -180,3 +180,24 @@ def test_engine_options_that_contradict_exit_2(tmp_path):
         assert done.returncode == 2, (extra, done.stderr)
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and option in lines[0], done.stderr
+
+
+def test_passages_with_unicode_line_breaks_stay_one_line_each(fake_server, run_cli, tmp_path):
+    """U+0085 and U+2028 (real MS MARCO passages hold them) split a batch line for any
+    parser that splits on Unicode line breaks; batch lines are ASCII."""
+    rows = [
+        {
+            "id": f"u{i}",
+            "query": f"question {i}",
+            "positive": f"kwp{i} a\x85b",
+            "negative": "c\u2028d",
+        }
+        for i in range(3)
+    ]
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", rows)
+    requests = tmp_path / "req.jsonl"
+    args = generate_args(fake_server, seeds, tmp_path / "run", "--batch-out", requests)
+    assert run_cli(*args).code == 0
+    lines = requests.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    assert "a\x85b" in json.loads(lines[0])["body"]["messages"][-1]["content"]

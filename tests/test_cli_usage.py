@@ -62,3 +62,26 @@ def test_a_user_error_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "not a dvsynth run directory" in result.stderr
+
+
+def test_an_error_with_brackets_prints_them(tmp_path):
+    """Error text is text, not rich markup: `"dvsynth[ray]"` printed as `"dvsynth"`."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvsynth.cli",
+            "generate",
+            "--engine",
+            "ray",
+            "--engine-arg",
+            "tokenizer[ray]",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "'tokenizer[ray]' is not KEY=VALUE" in done.stderr, done.stderr

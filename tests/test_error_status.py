@@ -107,7 +107,7 @@ def _scripted(client: LLMClient, outcomes: list) -> list[int]:
     """Make the client's requests answer with `outcomes` in turn; returns a call count."""
     calls = [0]
 
-    async def call(messages, extra):
+    async def call(messages, extra, server=0):
         outcome = outcomes[min(calls[0], len(outcomes) - 1)]
         calls[0] += 1
         if isinstance(outcome, BaseException):

@@ -6,12 +6,14 @@ exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dvsynth import __version__
 from dvsynth.config import DEFAULT_MODEL, GenerateConfig
@@ -55,6 +57,41 @@ DryRunOption = Annotated[
     bool,
     typer.Option(
         "--dry-run", help="Print the calls this command would send and their estimated cost."
+    ),
+]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="online (default): async calls from this process; ray: the calls go through a "
+        "Ray Data pipeline (HTTP processor with --api-base, else vLLM replicas).",
+    ),
+]
+RayAddressOption = Annotated[
+    str,
+    typer.Option(
+        "--ray-address",
+        help="With --engine ray: the cluster (host:port or ray://...); auto: one started "
+        "on this machine with `ray start`, else a local one.",
+    ),
+]
+RayProcessorOption = Annotated[
+    str,
+    typer.Option("--ray-processor", help="auto (http with --api-base, else vllm), http or vllm."),
+]
+TensorParallelOption = Annotated[
+    int, typer.Option("--tensor-parallel", help="vLLM: GPUs per replica.", min=1)
+]
+ReplicasOption = Annotated[
+    int | None,
+    typer.Option("--replicas", help="vLLM engines across the cluster, or HTTP actors.", min=1),
+]
+EngineArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--engine-arg",
+        help="KEY=VALUE passed to vLLM's engine (repeatable), e.g. max_model_len=8192, "
+        "tokenizer=<hf repo> for a GGUF file.",
     ),
 ]
 PollOption = Annotated[
@@ -124,8 +161,11 @@ def generate(
         typer.Option(help="LLM requests in flight (default 16; 1 for the local model).", min=1),
     ] = None,
     api_base: Annotated[
-        str | None,
-        typer.Option(help="Base URL of an OpenAI-compatible server (use with openai/<name>)."),
+        list[str] | None,
+        typer.Option(
+            help="Base URL of an OpenAI-compatible server (use with openai/<name>); repeat it "
+            "to spread the calls over several servers (least busy first, --concurrency each)."
+        ),
     ] = None,
     api_key_env: Annotated[
         str | None,
@@ -149,7 +189,11 @@ def generate(
     ] = None,
     shard: Annotated[
         str | None,
-        typer.Option(help="i/N: take only the seeds whose id hashes to i mod N (0-based)."),
+        typer.Option(
+            help="i/N: take only the seeds whose id hashes to i mod N (0-based); auto: i/N "
+            "of this task of a Slurm job array (SLURM_ARRAY_TASK_ID / _COUNT) or of a "
+            "RANK / WORLD_SIZE launch."
+        ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per LLM call.", min=0.1)] = 300.0,
     max_retries: Annotated[
@@ -177,6 +221,12 @@ def generate(
     wait: WaitOption = False,
     dry_run: DryRunOption = False,
     poll_interval: PollOption = 30.0,
+    engine: EngineOption = "online",
+    ray_address: RayAddressOption = "auto",
+    ray_processor: RayProcessorOption = "auto",
+    tensor_parallel: TensorParallelOption = 1,
+    replicas: ReplicasOption = None,
+    engine_arg: EngineArgOption = None,
     validate: Annotated[
         bool,
         typer.Option(
@@ -192,7 +242,7 @@ def generate(
         ),
     ] = None,
     judge_api_base: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(help="With --validate: base URL of an OpenAI-compatible judge server."),
     ] = None,
     judge_api_key_env: Annotated[
@@ -217,7 +267,8 @@ def generate(
         split=split,
         mode=mode,
         model=model,
-        api_base=api_base,
+        api_base=(api_base or [None])[0],
+        extra_api_bases=(api_base or [])[1:],
         api_key_env=api_key_env,
         temperature=temperature,
         max_tokens=max_tokens or (512 if local else 1024),
@@ -238,6 +289,9 @@ def generate(
         wait=wait,
         dry_run=dry_run,
         poll_s=poll_interval,
+        **_engine_options(
+            engine, ray_address, ray_processor, tensor_parallel, replicas, engine_arg
+        ),
     )
     reporter = GenerateReporter(quiet=quiet, total=limit)
     with reporter:
@@ -259,7 +313,7 @@ def generate(
         from dvsynth.config import ValidateConfig
 
         judge = ValidateConfig.after_generate(
-            config, prepared.run_dir, judge_model, judge_api_base, judge_api_key_env
+            config, prepared.run_dir, judge_model, judge_api_base or [], judge_api_key_env
         )
         _run_validate(judge, quiet)
 
@@ -295,7 +349,8 @@ def validate_command(
         bool, typer.Option("--judge/--no-judge", help="--no-judge: rules and dedup only.")
     ] = True,
     judge_api_base: Annotated[
-        str | None, typer.Option(help="Base URL of an OpenAI-compatible judge server.")
+        list[str] | None,
+        typer.Option(help="Base URL of an OpenAI-compatible judge server (repeat for several)."),
     ] = None,
     judge_api_key_env: Annotated[
         str | None,
@@ -365,6 +420,12 @@ def validate_command(
     wait: WaitOption = False,
     dry_run: DryRunOption = False,
     poll_interval: PollOption = 30.0,
+    engine: EngineOption = "online",
+    ray_address: RayAddressOption = "auto",
+    ray_processor: RayProcessorOption = "auto",
+    tensor_parallel: TensorParallelOption = 1,
+    replicas: ReplicasOption = None,
+    engine_arg: EngineArgOption = None,
     max_cost: Annotated[
         float | None,
         typer.Option(help="With --batch: refuse to submit above this many USD.", min=0.0001),
@@ -379,7 +440,8 @@ def validate_command(
         runs=runs,
         judge=judge,
         judge_model=judge_model,
-        judge_api_base=judge_api_base,
+        judge_api_base=(judge_api_base or [None])[0],
+        judge_extra_api_bases=(judge_api_base or [])[1:],
         judge_api_key_env=judge_api_key_env,
         judge_threshold=_between(judge_threshold, "--judge-threshold"),
         judge_logprobs=judge_logprobs,
@@ -407,9 +469,44 @@ def validate_command(
         dry_run=dry_run,
         poll_s=poll_interval,
         max_cost=max_cost,
+        **_engine_options(
+            engine, ray_address, ray_processor, tensor_parallel, replicas, engine_arg
+        ),
         **({"judge_prompt": judge_prompt} if judge_prompt else {}),
     )
     _run_validate(config, quiet)
+
+
+def _engine_options(
+    engine: str,
+    ray_address: str,
+    ray_processor: str,
+    tensor_parallel: int,
+    replicas: int | None,
+    engine_arg: list[str] | None,
+) -> dict[str, Any]:
+    """The engine options as config fields, each checked with a one-line error."""
+    if engine not in ("online", "ray"):
+        raise UserError(f"--engine: '{engine}' is not one of online, ray")
+    if ray_processor not in ("auto", "http", "vllm"):
+        raise UserError(f"--ray-processor: '{ray_processor}' is not one of auto, http, vllm")
+    args: dict[str, Any] = {}
+    for item in engine_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--engine-arg: '{item}' is not KEY=VALUE")
+        try:
+            args[key.strip()] = json.loads(value)
+        except ValueError:
+            args[key.strip()] = value  # a plain string: a path, a repo id
+    return {
+        "engine": engine,
+        "ray_address": ray_address,
+        "ray_processor": ray_processor,
+        "tensor_parallel": tensor_parallel,
+        "replicas": replicas,
+        "engine_args": args,
+    }
 
 
 def _between(value: float, option: str) -> float:
@@ -429,7 +526,6 @@ def stats_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON, not tables.")] = False,
 ) -> None:
     """Counts by status and reason, acceptance per stage, judge agreement, lengths, cost."""
-    import json
 
     from dvsynth.cli.report import print_stats
     from dvsynth.runs.stats import compute_stats
@@ -574,7 +670,8 @@ def calibrate_command(
         bool, typer.Option("--judge/--no-judge", help="--no-judge: score the rules alone.")
     ] = True,
     judge_api_base: Annotated[
-        str | None, typer.Option(help="Base URL of an OpenAI-compatible judge server.")
+        list[str] | None,
+        typer.Option(help="Base URL of an OpenAI-compatible judge server (repeat for several)."),
     ] = None,
     judge_api_key_env: Annotated[
         str | None,
@@ -595,8 +692,6 @@ def calibrate_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score the rules and a judge on gold pairs and their labelled corrupt variants."""
-    import json
-
     from dvsynth.config import ValidateConfig
     from dvsynth.evaluate.calibrate import calibrate, default_gold
     from dvsynth.evaluate.gold import read_gold
@@ -608,7 +703,8 @@ def calibrate_command(
         runs=[],
         judge=judge,
         judge_model=judge_model,
-        judge_api_base=judge_api_base,
+        judge_api_base=(judge_api_base or [None])[0],
+        judge_extra_api_bases=(judge_api_base or [])[1:],
         judge_api_key_env=judge_api_key_env,
         judge_threshold=_between(judge_threshold, "--judge-threshold"),
         instruction_check=instruction_check,
@@ -642,8 +738,6 @@ def eval_retriever_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Does a retriever follow instructions? Per-view and dual accuracy, p-MRR on gold."""
-    import json
-
     from dvsynth.evaluate.calibrate import default_gold
     from dvsynth.evaluate.eval_retriever import (
         evaluate_pairs,
@@ -744,7 +838,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # The message is text, not markup: `pip install "dvsynth[ray]"` must print as is.
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted: finished rows are saved; rerun the same command to resume")

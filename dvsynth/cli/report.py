@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -123,6 +124,11 @@ class BatchLines:
                 f"`dvsynth batch status {runs}` shows them; rerun `{_this_command()}` to "
                 "collect (or add --wait)"
             )
+        elif not waiting and round_.out is None and collected.errors:
+            lines.append(
+                f"{collected.errors} requests ended in an error: their rows are rejected, or "
+                "failed and retried by the next run of this command"
+            )
         elif not waiting and round_.out is None:
             lines.append("every request of this stage is answered")
         for line in lines:
@@ -186,7 +192,9 @@ class GenerateReporter(BatchLines):
 
     def on_notice(self, message: str) -> None:
         """A warning the user should see even with --quiet: it changes what the run means."""
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+        )
 
     def on_bad_seed(self, error: SeedError) -> None:
         self.warnings += 1
@@ -292,7 +300,9 @@ class ValidateReporter(BatchLines):
             self.progress = None
 
     def on_notice(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+        )
 
     def on_start(self, pending: int) -> None:
         self.started = time.perf_counter()

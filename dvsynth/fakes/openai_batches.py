@@ -254,7 +254,7 @@ class FakeOpenAIBatches(FakeBatchAPI[FakeBatch]):
         lines: list[tuple[str, dict[str, Any]]] = []
         invalid: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for number, raw in enumerate(content.decode("utf-8", "replace").splitlines(), 1):
+        for number, raw in enumerate(content.decode("utf-8", "replace").split("\n"), 1):
             if not raw.strip():
                 continue
             try:

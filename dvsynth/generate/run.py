@@ -22,7 +22,14 @@ from dvsynth.config import GenerateConfig, identity_hash
 from dvsynth.errors import UserError
 from dvsynth.generate.step import Generator
 from dvsynth.llm.batch.providers import provider_for
-from dvsynth.llm.batch.rounds import Lane, dry_run, make_lane, refuse_above_cap, run_rounds
+from dvsynth.llm.batch.rounds import (
+    Lane,
+    dry_run,
+    make_lane,
+    ray_settings,
+    refuse_above_cap,
+    run_rounds,
+)
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
 from dvsynth.records import DualView, Mode, SeedError
@@ -83,6 +90,7 @@ def prepare_run(config: GenerateConfig) -> PreparedRun:
         "config": {
             **config.model_dump(mode="json", exclude={"out"}),
             "api_base": redact(config.api_base) if config.api_base else None,
+            "extra_api_bases": [redact(base) for base in config.extra_api_bases],
         },
         "prompts": {templates[m].name: templates[m].sha256 for m in used},
         "seed_source": describe_source(config.seeds),
@@ -111,6 +119,7 @@ def generate_run(
         client = LLMClient(
             config.model,
             api_base=config.api_base,
+            extra_api_bases=config.extra_api_bases,
             temperature=config.temperature,
             max_tokens=config.max_tokens,
             seed=config.sampling_seed,
@@ -167,7 +176,7 @@ def generate_run(
 
     async def stage() -> None:
         try:
-            if config.dry_run or config.batched:
+            if config.dry_run or config.batched or config.engine == "ray":
                 lane = make_lane(store.ledger(), GENERATE, client, provider, tag)
                 client.batch = lane.session
                 if config.dry_run:
@@ -181,6 +190,7 @@ def generate_run(
                     check_cost=_cost_cap(config, store, _mean_tokens(store, config)),
                     on_status=on_batch_status,
                     poll_first_s=config.poll_s,
+                    ray=ray_settings(config, client) if config.engine == "ray" else None,
                 )
             else:
                 await one_pass()

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,7 @@ from dvsynth.llm.retry import (  # noqa: E402
     status_of,
     wait_retry_after_or_backoff,
 )
+from dvsynth.llm.servers import ServerPool  # noqa: E402
 from dvsynth.llm.transports.http import (  # noqa: E402
     MalformedResponse,
     OpenAIHTTPTransport,
@@ -118,9 +119,13 @@ class LLMClient:
         api_key_env: str | None = None,
         key_option: str = "--api-key-env",
         on_notice: Callable[[str], None] | None = None,
+        extra_api_bases: Sequence[str] = (),
     ) -> None:
         self.model = model
         self.api_base = api_base
+        # Every server this client spreads its calls over (`llm.servers`); the first is
+        # `api_base`, whose provider and key decide for all.
+        self.api_bases = [api_base, *extra_api_bases] if api_base else []
         self.api_key_env = api_key_env  # the variable's name; its value is never stored
         self.key_option = key_option
         self.on_notice = on_notice or _print_warning
@@ -146,7 +151,7 @@ class LLMClient:
         self.batch: BatchSession | None = None
         self._provider: tuple[str, str] | None = None
         self._price_known: bool | None = None
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.servers = ServerPool(max(1, len(self.api_bases)), concurrency)
         self._litellm = _litellm()
         if model.startswith(LOCAL_PREFIX):
             from dvsynth.llm.transports.local import register_local_provider
@@ -181,7 +186,7 @@ class LLMClient:
             return {"api_key": own_key or NO_KEY}
         return {}
 
-    def _pick_transport(self, transport: str) -> OpenAIHTTPTransport | None:
+    def _pick_transport(self, transport: str) -> list[OpenAIHTTPTransport] | None:
         """The lean HTTP transport for OpenAI-compatible --api-base servers, else litellm.
 
         `auto` takes the lean path wherever it applies: the same request body, at a
@@ -197,13 +202,15 @@ class LLMClient:
             )
         if transport == "litellm" or not fits:
             return None
-        assert self.api_base is not None
-        return OpenAIHTTPTransport(self.model, self.api_base, self._key, self.timeout)
+        return [
+            OpenAIHTTPTransport(self.model, base, self._key, self.timeout)
+            for base in self.api_bases
+        ]
 
     async def aclose(self) -> None:
         """Close pooled connections; call at the end of each event loop that used them."""
-        if self._http is not None:
-            await self._http.aclose()
+        for transport in self._http or ():
+            await transport.aclose()
 
     def check(self, require_key: bool = True) -> None:
         """Fail fast, before any row, on an unknown provider or a missing API key (not
@@ -244,9 +251,10 @@ class LLMClient:
             what = f"the {self.model.split('/', 1)[0]} API key" if found else ""
         else:
             what = ""
-        warning = plain_http_warning(self.api_base, what) if what else None
-        if warning:
-            self.on_notice(f"--model {self.model}: {warning}")
+        for base in self.api_bases if what else ():
+            warning = plain_http_warning(base, what)
+            if warning:
+                self.on_notice(f"--model {self.model}: {warning}")
 
     def price_known(self) -> bool:
         """Whether litellm's price table has this model (else cost shows as unknown)."""
@@ -297,9 +305,9 @@ class LLMClient:
         if self.batch is not None:
             self.batch.defer(key, self.batch_body(messages))
         estimate = self.limits.estimate(messages) if self.limits.active else 0
-        async with self._semaphore:
+        async with self.servers.slot() as server:
             started = time.perf_counter()
-            completion = await self._call_with_retries(messages, extra, estimate)
+            completion = await self._call_with_retries(messages, extra, estimate, server)
             completion = replace(completion, latency_s=round(time.perf_counter() - started, 4))
         self._succeeded = True
         if self.limits.active:
@@ -313,7 +321,7 @@ class LLMClient:
         return completion
 
     async def _call_with_retries(
-        self, messages: list[dict[str, str]], extra: dict[str, Any], estimate: int
+        self, messages: list[dict[str, str]], extra: dict[str, Any], estimate: int, server: int
     ) -> Completion:
         """Retry transient faults (backoff, Retry-After); sort the last error into row or fatal.
 
@@ -322,7 +330,7 @@ class LLMClient:
         """
         try:
             try:
-                return await self._attempt(messages, extra, estimate)
+                return await self._attempt(messages, extra, estimate, server)
             except Exception as exc:
                 if error_kind(exc) != "transient" or not self.max_retries:
                     raise
@@ -335,7 +343,7 @@ class LLMClient:
             )
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(messages, extra, estimate)
+                    return await self._attempt(messages, extra, estimate, server)
         except Exception as exc:
             message = f"{type(exc).__name__}: {self._redact(_short(exc))}"
             if error_kind(exc) == "fatal":
@@ -353,17 +361,20 @@ class LLMClient:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _attempt(
-        self, messages: list[dict[str, str]], extra: dict[str, Any], estimate: int
+        self, messages: list[dict[str, str]], extra: dict[str, Any], estimate: int, server: int
     ) -> Completion:
         await self.limits.acquire(estimate)
-        return self._to_completion(await self._call(messages, extra))
+        return self._to_completion(await self._call(messages, extra, server))
 
-    async def _call(self, messages: list[dict[str, str]], extra: dict[str, Any]) -> Any:
-        """One request, no retries of its own (litellm's and the OpenAI SDK's are off)."""
+    async def _call(
+        self, messages: list[dict[str, str]], extra: dict[str, Any], server: int = 0
+    ) -> Any:
+        """One request to one server, no retries of its own (litellm's and the OpenAI
+        SDK's are off)."""
         if self._http is not None:
-            call = self._http.chat(messages, self.params)
+            call = self._http[server].chat(messages, self.params)
         else:
-            call = self._litellm_call(messages, extra)
+            call = self._litellm_call(messages, extra, server)
         if self.is_local:
             return await call  # a llama.cpp call cannot be interrupted; it has no timeout
         try:
@@ -390,12 +401,14 @@ class LLMClient:
         """`redact`, also of this client's key (whatever its variable is called)."""
         return redact(text, extra=(self._key,) if self._key else ())
 
-    def _litellm_call(self, messages: list[dict[str, str]], extra: dict[str, Any]) -> Any:
+    def _litellm_call(
+        self, messages: list[dict[str, str]], extra: dict[str, Any], server: int = 0
+    ) -> Any:
         kwargs: dict[str, Any] = {**self.params, **self._litellm_key}
         if extra:
             kwargs["extra_body"] = extra
-        if self.api_base:
-            kwargs["api_base"] = self.api_base
+        if self.api_bases:
+            kwargs["api_base"] = self.api_bases[server]
         return self._litellm.acompletion(
             model=self.model,
             messages=messages,

@@ -202,8 +202,19 @@ def batch_price(model: str, prompt_tokens: int, completion_tokens: int) -> float
     """
     if _is_local(model):
         return 0.0
+    if _linear_pricing(model):  # one lookup per model, not per call (collection's hot path)
+        rates = _batch_rates(model)
+        return None if rates is None else prompt_tokens * rates[0] + completion_tokens * rates[1]
     parts = _batch_parts(model, prompt_tokens, completion_tokens)
     return None if parts is None else parts[0] + parts[1]
+
+
+@lru_cache(maxsize=64)
+def _batch_rates(model: str) -> tuple[float, float] | None:
+    """USD per prompt token and per completion token in a batch, for a model whose price
+    does not depend on the prompt's size."""
+    parts = _batch_parts(model, _COMPLETION_REF, _COMPLETION_REF)
+    return None if parts is None else (parts[0] / _COMPLETION_REF, parts[1] / _COMPLETION_REF)
 
 
 # --- Prompt tokens ------------------------------------------------------------------------
@@ -325,6 +336,7 @@ class CostEstimate:
         return self.fallback_calls > 0
 
 
+@lru_cache(maxsize=64)
 def _linear_pricing(model: str) -> bool:
     """Whether the model's price is the same per token at every prompt size, so a whole
     run can be priced from its totals (else it is priced per prompt size)."""

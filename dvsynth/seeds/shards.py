@@ -8,7 +8,8 @@ and the union of the shards is exactly the unsharded run.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from dvsynth.errors import UserError
@@ -23,9 +24,45 @@ class Shard(NamedTuple):
         return f"{self.index}/{self.count}"
 
 
+#: Where `--shard auto` finds i and N: Slurm job arrays, then torchrun-style launchers.
+ARRAY_VARIABLES = (
+    ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
+    ("RANK", "WORLD_SIZE"),
+)
+
+
+def shard_from_environment(environ: Mapping[str, str] | None = None) -> str:
+    """`--shard auto`: i/N of this task of a Slurm array (ids taken from
+    SLURM_ARRAY_TASK_MIN, so `--array=1-8` works) or of a RANK / WORLD_SIZE launch."""
+    env = os.environ if environ is None else environ
+    for index_var, count_var in ARRAY_VARIABLES:
+        if index_var in env and count_var in env:
+            try:
+                index, count = int(env[index_var]), int(env[count_var])
+                if index_var.startswith("SLURM"):
+                    index -= int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+                    step = int(env.get("SLURM_ARRAY_TASK_STEP", "1") or 1)
+                    index //= step
+            except ValueError:
+                raise UserError(
+                    f"--shard auto: {index_var}={env[index_var]!r} and {count_var}="
+                    f"{env[count_var]!r} are not whole numbers"
+                ) from None
+            if not 0 <= index < count:
+                raise UserError(
+                    f"--shard auto: {index_var} gives task {index}, not within 0..{count - 1} "
+                    f"({count_var}={count})"
+                )
+            return f"{index}/{count}"
+    names = " or ".join(f"{i}/{c}" for i, c in ARRAY_VARIABLES)
+    raise UserError(f"--shard auto: none of {names} is set; give --shard i/N")
+
+
 def parse_shard(spec: str | None) -> Shard | None:
     if not spec:
         return None
+    if spec == "auto":
+        spec = shard_from_environment()
     index, sep, count = spec.partition("/")
     try:
         shard = Shard(int(index), int(count))

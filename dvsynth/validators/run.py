@@ -23,7 +23,14 @@ from typing import Any
 from dvsynth.config import ValidateConfig
 from dvsynth.errors import UserError
 from dvsynth.llm.batch.providers import provider_for
-from dvsynth.llm.batch.rounds import Lane, dry_run, make_lane, refuse_above_cap, run_rounds
+from dvsynth.llm.batch.rounds import (
+    Lane,
+    dry_run,
+    make_lane,
+    ray_settings,
+    refuse_above_cap,
+    run_rounds,
+)
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import load_template
 from dvsynth.records import DualView
@@ -94,6 +101,7 @@ def _judge_client(config: ValidateConfig, model: str) -> LLMClient:
     return LLMClient(
         model,
         api_base=config.judge_api_base,
+        extra_api_bases=config.judge_extra_api_bases,
         temperature=0.0,
         max_tokens=config.judge_max_tokens,
         **config.client_options(),
@@ -251,7 +259,7 @@ async def _validate_stores(
             )
 
     try:
-        if clients and (config.batched or config.dry_run):
+        if clients and (config.batched or config.dry_run or config.engine == "ray"):
             judge = clients[0]
             provider = None
             if config.batch:
@@ -279,6 +287,7 @@ async def _validate_stores(
                 ),
                 on_status=on_batch_status,
                 poll_first_s=config.poll_s,
+                ray=ray_settings(config, judge) if config.engine == "ray" else None,
             )
         else:
             await one_pass()

@@ -113,11 +113,13 @@ class BatchEngine:
             if not status.terminal:
                 report.still_open += 1
                 continue
+            why = "absent from the batch's results"
             if status.state == "failed":
                 report.failed_batches.append(f"{batch.label}: {status.error or 'failed'}")
+                why = f"the batch failed at the provider: {status.error or 'no reason given'}"
             found = await asked(
                 "reading the results of " + batch.label,
-                self._read_results(batch, self.provider.results(batch.remote_id)),
+                self._read_results(batch, self.provider.results(batch.remote_id), why),
             )
             found.finished = 1
             report.add(found)
@@ -125,7 +127,7 @@ class BatchEngine:
         return report
 
     async def _read_results(
-        self, batch: Batch, results: AsyncIterator[BatchResult]
+        self, batch: Batch, results: AsyncIterator[BatchResult], why: str
     ) -> CollectReport:
         report = CollectReport()
         bad_before = int(getattr(self.provider, "bad_lines", 0) or 0)
@@ -137,13 +139,29 @@ class BatchEngine:
                 self.ledger.record(outcomes, responses)
                 outcomes, responses = [], []
         self.ledger.record(outcomes, responses)
-        outcomes = []
-        for request in list(self.ledger.in_batch(batch.label)):
-            report.missing += 1
-            self._again(request.key, None, "absent from the batch's results", report, outcomes)
-        self.ledger.record(outcomes, [])
+        self._missing(batch.label, report, why)
         report.bad_lines += int(getattr(self.provider, "bad_lines", 0) or 0) - bad_before
         return report
+
+    def _missing(
+        self, label: str, report: CollectReport, why: str = "absent from the batch's results"
+    ) -> None:
+        """Requests of a finished batch that got no result line: sent again (`why` is
+        what their rows say once their tries run out)."""
+        outcomes: list[Any] = []
+        for request in list(self.ledger.in_batch(label)):
+            report.missing += 1
+            self._again(request.key, None, why, report, outcomes)
+        self.ledger.record(outcomes, [])
+
+    def finish_batch(self, label: str, sink: ResultSink) -> CollectReport:
+        """A batch whose results were taken through `sink` (a Ray chunk): flush, queue
+        what got no result again, mark it collected."""
+        sink.flush()
+        self._missing(label, sink.report)
+        sink.report.finished = 1
+        self.ledger.set_state(label, "collected")
+        return sink.report
 
     def _take(
         self,
@@ -194,7 +212,7 @@ class BatchEngine:
         if self.ledger.attempts(key) >= MAX_ATTEMPTS:
             self.exhausted.add(key)
             report.errors += 1
-            detail = f"not answered after {MAX_ATTEMPTS} batches: {error or 'expired'}"
+            detail = f"no answer after {MAX_ATTEMPTS} batches: {error or 'expired'}"
             outcomes.append((key, "error", None, code, detail))
             return
         report.resubmit += 1
@@ -242,7 +260,7 @@ class BatchEngine:
         assert self.provider is not None
         report = await self.reconcile()
         provider = self.provider
-        for group in list(self.groups(provider)):
+        for group in self.groups(provider):  # one batch's requests in memory at a time
             label = self.ledger.next_label(self.run_tag)
             self.ledger.open_batch(
                 label,

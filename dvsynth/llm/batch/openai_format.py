@@ -17,10 +17,12 @@ EXPIRED_CODES = frozenset({"batch_expired", "batch_cancelled", "expired", "cance
 
 
 def request_line(request: BatchRequest) -> str:
-    """One JSONL line of a batch input file (no trailing newline)."""
+    """One JSONL line of a batch input file (no trailing newline), pure ASCII."""
     return json.dumps(
         {"custom_id": request.custom_id, "method": "POST", "url": ENDPOINT, "body": request.body},
-        ensure_ascii=False,
+        # ASCII only: U+0085 or U+2028 in a passage would split the line for any parser
+        # that splits on Unicode line breaks (Python's str.splitlines does).
+        ensure_ascii=True,
         separators=(",", ":"),
     )
 

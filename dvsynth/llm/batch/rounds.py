@@ -71,9 +71,15 @@ async def run_rounds(
     check_cost: Callable[[list[Lane]], Any] | None = None,
     on_status: Callable[[list[Any]], None] | None = None,
     poll_first_s: float = 5.0,
+    ray: Any = None,
 ) -> BatchRound:
-    """Rounds until nothing is left to send (and, with `wait`, nothing left open)."""
+    """Rounds until nothing is left to send (and, with `wait`, nothing left open).
+
+    `ray` (`llm.ray.engine.RaySettings`): the Ray engine runs each round's requests
+    itself, committing results as they stream back; rounds go on until none is queued."""
     result = BatchRound(out=out)
+    if ray is not None:
+        return await _ray_rounds(lanes, one_pass, ray, result, check_cost)
     while True:
         result.rounds += 1
         if out is None:
@@ -100,6 +106,33 @@ async def run_rounds(
         )
     result.open_batches = sum(len(lane.engine.open_batches()) for lane in lanes)
     result.open_requests = sum(lane.engine.ledger.count(lane.engine.stage) for lane in lanes)
+    return result
+
+
+async def _ray_rounds(
+    lanes: list[Lane],
+    one_pass: Callable[[], Awaitable[None]],
+    ray: Any,
+    result: BatchRound,
+    check_cost: Callable[[list[Lane]], Any] | None,
+) -> BatchRound:
+    from dvsynth.llm.ray.engine import run_on_ray
+
+    engines = [lane.engine for lane in lanes]
+    while True:
+        result.rounds += 1
+        await one_pass()
+        for lane in lanes:
+            lane.session.flush()
+        waiting = sum(e.ledger.count(e.stage, ("queued",)) for e in engines)
+        unfinished = any(b.state == "running" for e in engines for b in e.ledger.batches())
+        if not waiting and not unfinished:
+            break
+        if check_cost is not None:
+            result.estimate = check_cost(lanes)
+        # Synchronous on purpose: the run's database connection belongs to this thread.
+        result.collected.add(run_on_ray(engines, ray))
+    result.open_requests = sum(e.ledger.count(e.stage) for e in engines)
     return result
 
 
@@ -173,3 +206,27 @@ def refuse_above_cap(
             f"submitted (the requests stay queued: raise {option} and rerun)"
         )
     return found
+
+
+def ray_settings(config: Any, client: LLMClient) -> Any:
+    """The Ray engine's settings from a stage's config (`config.EngineSettings`) and the
+    client whose model, servers and key variable it uses."""
+    from dvsynth.llm.ray.engine import RaySettings
+
+    processor = config.ray_processor
+    if processor == "auto":
+        processor = "http" if client.api_bases else "vllm"
+    if processor == "http" and not client.api_bases:
+        raise UserError("--ray-processor http: needs at least one --api-base")
+    return RaySettings(
+        address=config.ray_address,
+        processor=processor,
+        model=client.model,
+        api_bases=tuple(client.api_bases),
+        key_env=client.key_variable,
+        timeout=config.timeout,
+        concurrency=config.concurrency,
+        replicas=config.replicas,
+        tensor_parallel=config.tensor_parallel,
+        engine_args=tuple(sorted(config.engine_args.items())),
+    )

@@ -23,6 +23,8 @@ from dvsynth.llm.retry import TRANSIENT_STATUS
 #: The row whose step is calling: its key starts every custom_id it sends.
 current_row: ContextVar[str | None] = ContextVar("dvsynth_batch_row", default=None)
 
+#: Queued requests held in memory before they are committed together.
+FLUSH_EVERY = 2000
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
@@ -93,6 +95,8 @@ class BatchSession:
             self.model,
             json.dumps(body, ensure_ascii=False, sort_keys=True),
         )
+        if len(self._new) >= FLUSH_EVERY and not self.dry:
+            self.flush()  # memory stays flat however many rows the pass queues
         raise AwaitingBatch
 
     def flush(self) -> int:
