@@ -138,3 +138,21 @@ def test_vllm_processor_is_configured_for_a_gguf_model():
     )
     failed = from_engine_row({**row, "__inference_error__": "CUDA OOM"})
     assert failed["status"] == 500 and failed["error"] == "CUDA OOM"
+
+
+def test_nothing_of_ray_is_imported_without_the_ray_engine(tmp_path):
+    code = (
+        "import sys\n"
+        "from dvsynth.config import GenerateConfig\n"
+        "from dvsynth.generate.run import generate_run\n"
+        f"generate_run(GenerateConfig(model='openai/gpt-4o-mini', out={str(tmp_path / 'r')!r},"
+        " dry_run=True, limit=2))\n"
+        "ours = ('ray.', 'dvsynth.llm.ray')\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(ours)))\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
