@@ -117,30 +117,15 @@ class BatchEngine:
             if status.state == "failed":
                 report.failed_batches.append(f"{batch.label}: {status.error or 'failed'}")
                 why = f"the batch failed at the provider: {status.error or 'no reason given'}"
-            found = await asked(
+            bad_before = int(getattr(self.provider, "bad_lines", 0) or 0)
+            sink = ResultSink(self)
+            await asked(
                 "reading the results of " + batch.label,
-                self._read_results(batch, self.provider.results(batch.remote_id), why),
+                sink.take_all(self.provider.results(batch.remote_id)),
             )
-            found.finished = 1
+            found = self.finish_batch(batch.label, sink, why)
+            found.bad_lines += int(getattr(self.provider, "bad_lines", 0) or 0) - bad_before
             report.add(found)
-            self.ledger.set_state(batch.label, "collected")
-        return report
-
-    async def _read_results(
-        self, batch: Batch, results: AsyncIterator[BatchResult], why: str
-    ) -> CollectReport:
-        report = CollectReport()
-        bad_before = int(getattr(self.provider, "bad_lines", 0) or 0)
-        outcomes: list[Any] = []
-        responses: list[tuple[str, str]] = []
-        async for result in results:
-            self._take(result, report, outcomes, responses)
-            if len(outcomes) >= SLICE:
-                self.ledger.record(outcomes, responses)
-                outcomes, responses = [], []
-        self.ledger.record(outcomes, responses)
-        self._missing(batch.label, report, why)
-        report.bad_lines += int(getattr(self.provider, "bad_lines", 0) or 0) - bad_before
         return report
 
     def _missing(
@@ -154,11 +139,13 @@ class BatchEngine:
             self._again(request.key, None, why, report, outcomes)
         self.ledger.record(outcomes, [])
 
-    def finish_batch(self, label: str, sink: ResultSink) -> CollectReport:
-        """A batch whose results were taken through `sink` (a Ray chunk): flush, queue
-        what got no result again, mark it collected."""
+    def finish_batch(
+        self, label: str, sink: ResultSink, why: str = "absent from the batch's results"
+    ) -> CollectReport:
+        """A batch whose results were taken through `sink` (a provider batch or a Ray
+        chunk): flush, queue what got no result again, mark it collected."""
         sink.flush()
-        self._missing(label, sink.report)
+        self._missing(label, sink.report, why)
         sink.report.finished = 1
         self.ledger.set_state(label, "collected")
         return sink.report
@@ -169,21 +156,23 @@ class BatchEngine:
         report: CollectReport,
         outcomes: list[Any],
         responses: list[tuple[str, str]],
-    ) -> None:
+    ) -> bool:
+        """Take one result into `outcomes` / `responses`; False when its custom_id is
+        not this run's."""
         found = self.ledger.by_custom_id(result.custom_id)
         if found is None:
             report.unknown += 1
-            return
+            return False
         key, state, model = found
         if state == "answered":
             report.repeated += 1
-            return
+            return True
         if result.response is not None:
             try:
                 completion = completion_from_batch(model, result.response)
             except MalformedResponse as exc:  # garbled, as online: sent again
                 self._again(key, None, str(exc), report, outcomes)
-                return
+                return True
             value = {k: v for k, v in asdict(completion).items() if k != "cached"}
             responses.append((key, json.dumps(value)))
             spend = {
@@ -193,12 +182,13 @@ class BatchEngine:
             }
             outcomes.append((key, "answered", spend, 200, None))
             report.answered += 1
-            return
+            return True
         if result.expired or is_transient_status(result.status_code):
             self._again(key, result.status_code, result.error, report, outcomes)
-            return
+            return True
         report.errors += 1
         outcomes.append((key, "error", None, result.status_code, result.error))
+        return True
 
     def _again(
         self,
@@ -313,8 +303,8 @@ class BatchEngine:
 
 
 class ResultSink:
-    """Results taken one at a time (an imported file's lines), written to the ledger in
-    slices, one transaction each."""
+    """Results taken one at a time (a provider batch's, an imported file's lines, a Ray
+    chunk's), written to the ledger in slices, one transaction each."""
 
     def __init__(self, engine: BatchEngine) -> None:
         self.engine = engine
@@ -324,11 +314,15 @@ class ResultSink:
 
     def take(self, result: BatchResult) -> bool:
         """Take one result; False when its custom_id is not this run's."""
-        before = self.report.unknown
-        self.engine._take(result, self.report, self._outcomes, self._responses)
+        known = self.engine._take(result, self.report, self._outcomes, self._responses)
         if len(self._outcomes) >= SLICE:
             self.flush()
-        return self.report.unknown == before
+        return known
+
+    async def take_all(self, results: AsyncIterator[BatchResult]) -> None:
+        """Every result a provider streams back."""
+        async for result in results:
+            self.take(result)
 
     def flush(self) -> None:
         self.engine.ledger.record(self._outcomes, self._responses)
