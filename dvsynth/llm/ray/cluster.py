@@ -43,7 +43,9 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
         except ConnectionError:
             if address != "auto":
                 raise UserError(f"--ray-address {address}: could not connect") from None
-    ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+    # address="local": without it ray.init joins whatever /tmp/ray names as the current
+    # cluster, and a stale one from a killed run makes it hang
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     return _quiet_data(ray)
 
 
