@@ -3,9 +3,13 @@ p-MRR on each) and `dvsynth eval-retriever` on a gold set.
 
     python baselines/evaluate.py --model PATH_OR_NAME --out DIR [--followir-dir DIR]
 
-Without --followir-dir the subsets come from the Hub (jhu-clsp/*-instructions); a subset
-that cannot be fetched is reported as skipped. DIR gets results.json, results.md and
-runs/<subset>.{og,changed}.trec.
+Without --followir-dir FollowIR is mteb's own tasks (Robust04/News21/Core17
+InstructionRetrieval) run by `mteb.evaluate`, the MTEB leaderboard's numbers; mteb's
+result files go to DIR/mteb/ and results.json records mteb's version and each dataset
+revision. A task whose data cannot be fetched is reported as skipped. With
+--followir-dir (no Hub) a local copy is read in mteb's or jhu-clsp's layout and scored
+here (same metrics as mteb), and the runs go to DIR/runs/<subset>.{og,changed}.trec.
+DIR gets results.json and results.md.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from baselines import mteb_followir  # noqa: E402
 from baselines.followir import (  # noqa: E402
     SUBSETS,
     FollowIRSubset,
-    hub_folder,
     read_subset,
     rerank,
     score,
@@ -35,37 +39,26 @@ ROOT = Path(__file__).resolve().parents[1]
 MSMARCO_GOLD = ROOT / "benchmarks" / "gold" / "msmarco-gold.jsonl"
 
 
-def load_subsets(subsets: Sequence[str], folder: Path | None) -> dict[str, FollowIRSubset | str]:
-    """Each subset's data, or the reason it was skipped (Hub unreachable). Read before the
-    model loads, so a bad folder fails fast."""
-    loaded: dict[str, FollowIRSubset | str] = {}
-    for name in subsets:
-        if folder is not None:
-            source = folder / name
-        else:
-            try:
-                source = hub_folder(name)
-            except Exception as exc:  # offline, gated, renamed: say so and go on
-                reason = f"{SUBSETS[name][0]} unreachable ({type(exc).__name__})"
-                print(f"FollowIR {name} skipped: {reason}; pass --followir-dir", file=sys.stderr)
-                loaded[name] = reason
-                continue
-        loaded[name] = read_subset(source, name)
-    return loaded
+def load_subsets(subsets: Sequence[str], folder: Path | None) -> dict:
+    """Each subset's data (a local folder read here, or an mteb task with its data loaded),
+    or the reason it was skipped. Read before the model loads, so a bad folder fails fast."""
+    if folder is None:
+        return mteb_followir.load_tasks(subsets)
+    return {name: read_subset(folder / name, name) for name in subsets}
 
 
-def followir_results(
-    model, loaded: dict[str, FollowIRSubset | str], out: Path, batch_size: int = 32
-) -> dict:
-    results: dict = {}
+def followir_results(model, loaded: dict, out: Path, batch_size: int = 32) -> dict:
+    results: dict = {name: {"skipped": v} for name, v in loaded.items() if isinstance(v, str)}
+    tasks = {n: v for n, v in loaded.items() if not isinstance(v, str | FollowIRSubset)}
+    results |= mteb_followir.evaluate_tasks(model, tasks, out, batch_size)
     for name, subset in loaded.items():
-        if isinstance(subset, str):
-            results[name] = {"skipped": subset}
+        if not isinstance(subset, FollowIRSubset):
             continue
         og_runs, changed_runs = rerank(subset, model, batch_size)
         write_trec_run(og_runs, out / "runs" / f"{name}.og.trec", "og")
         write_trec_run(changed_runs, out / "runs" / f"{name}.changed.trec", "changed")
         results[name] = score(subset, og_runs, changed_runs)
+    results = {name: results[name] for name in loaded}  # in the order asked
     scored = [r for r in results.values() if "skipped" not in r]
     if scored:
         results["average"] = {
@@ -74,6 +67,14 @@ def followir_results(
             "subsets": len(scored),
         }
     return results
+
+
+def followir_source(folder: Path | None) -> dict:
+    """Where the FollowIR numbers come from: mteb's tasks (its version here; each
+    subset's entry names its dataset revision) or a local folder scored here."""
+    if folder is not None:
+        return {"evaluation": "dvsynth (mteb's metrics)", "folder": str(folder)}
+    return {"evaluation": "mteb", "mteb_version": mteb_followir.mteb_version()}
 
 
 def markdown(report: dict) -> str:
@@ -93,6 +94,16 @@ def markdown(report: dict) -> str:
                 lines.append(f"| average ({r['subsets']}) | | {r['score']} | {r['p_mrr']} |")
             else:
                 lines.append(f"| {name} | {r['metric']} | {r['score']} | {r['p_mrr']} |")
+        source = report.get("followir_source", {})
+        if source.get("mteb_version"):
+            lines.append(f"\nmteb {source['mteb_version']}, leaderboard tasks; datasets:")
+            lines += [
+                f"- {r['mteb_task']}: {r['dataset']}@{r['revision']}"
+                for r in followir.values()
+                if "mteb_task" in r
+            ]
+        elif source.get("folder"):
+            lines.append(f"\nlocal copy: {source['folder']} (scored here, mteb's metrics)")
         lines.append("")
     gold = report.get("gold")
     if gold:
@@ -132,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report: dict = {"model": args.model or "all-MiniLM-L6-v2 (bundled)"}
         if loaded:
             report["followir"] = followir_results(model, loaded, args.out, args.batch_size)
+            report["followir_source"] = followir_source(args.followir_dir)
         if gold is not None:
             summary = summarize(evaluate_pairs(pairs, embedding_scorer(model, args.batch_size)))
             report["gold"] = {"file": str(gold), "summary": summary}

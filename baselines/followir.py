@@ -1,11 +1,17 @@
-"""FollowIR (Weller et al., 2024): the three reranking subsets, read from a folder laid
-out as the Hub datasets `jhu-clsp/{robust04,news21,core17}-instructions` are.
+"""FollowIR (Weller et al., 2024): the three reranking subsets, read from a local folder
+for machines without the Hub (`evaluate.py --followir-dir`). A subset folder is in one of
+two layouts, told apart by the files present:
+
+- jhu-clsp's (`jhu-clsp/{robust04,news21,core17}-instructions`), read here:
 
     <subset>/corpus.jsonl          _id, title, text
     <subset>/queries.jsonl         _id, text, instruction_og, instruction_changed, ...
     <subset>/qrels_og/test.tsv     query-id, corpus-id, score   (header row; tab-separated)
     <subset>/qrels_changed/test.tsv
     <subset>/top_ranked.jsonl      qid, pid   (one candidate per line)
+
+- mteb's current one (`mteb/*InstructionRetrieval`: one folder per config), read by
+  baselines/followir_mteb_layout.py.
 
 Each query's candidates (top_ranked) are reranked twice: query + " " + instruction_og
 (the og run) and query + " " + instruction_changed (the changed run). MAP@1000 or
@@ -37,7 +43,7 @@ SUBSETS = {
     "news21": ("jhu-clsp/news21-instructions", "ndcg", 5),
     "core17": ("jhu-clsp/core17-instructions", "map", 1000),
 }
-HUB_FILES = ["corpus.jsonl", "queries.jsonl", "qrels_og/*", "qrels_changed/*", "top_ranked.jsonl"]
+JHU_FILES = ("corpus.jsonl", "queries.jsonl", "top_ranked.jsonl", "qrels_og", "qrels_changed")
 
 
 @dataclass
@@ -55,11 +61,15 @@ class FollowIRSubset:
     qrels_changed: dict[str, dict[str, int]]
     top_ranked: dict[str, list[str]]
     corpus: dict[str, str] = field(repr=False)  # doc_id -> title + " " + text, as mteb joins
-    source: str = ""  # the folder read (for the Hub: a snapshot path naming its commit)
+    source: str = ""  # the folder read
+    changed: dict[str, list[str]] | None = None  # mteb's qrel_diff, where the data has one
 
     def changed_documents(self) -> dict[str, list[str]]:
         """Per query, the judged documents whose label differs between og and changed
-        qrels (in FollowIR: relevant under og, not relevant under the changed one)."""
+        qrels (in FollowIR: relevant under og, not relevant under the changed one); mteb's
+        qrel_diff lists them, jhu-clsp's files leave them to be computed."""
+        if self.changed is not None:
+            return self.changed
         return {
             qid: [
                 d
@@ -83,7 +93,7 @@ def _jsonl(path: Path) -> Iterator[dict]:
 def _need(folder: Path, pattern: str) -> Path:
     found = sorted(folder.glob(pattern))
     if not found:
-        raise UserError(f"{folder}: no {pattern} (expected the Hub dataset's files)")
+        raise UserError(f"{folder}: no {pattern} (jhu-clsp layout: {', '.join(JHU_FILES)})")
     return found[0]
 
 
@@ -113,10 +123,20 @@ def _field(row: dict, keys: tuple[str, ...], path: Path) -> str:
 
 
 def read_subset(folder: Path, name: str | None = None) -> FollowIRSubset:
-    """One subset from its folder; only the documents some query ranks are kept."""
+    """One subset from its folder, in either layout; only the documents some query ranks
+    are kept."""
+    from baselines.followir_mteb_layout import EXPECTED, is_mteb_layout, read_mteb_subset
+
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--followir-dir: {folder} is not a folder")
+    if not any((folder / f).exists() for f in JHU_FILES):
+        if is_mteb_layout(folder):
+            return read_mteb_subset(folder, name or folder.name)
+        raise UserError(
+            f"{folder}: not a FollowIR subset: expected jhu-clsp's files "
+            f"({', '.join(JHU_FILES)}) or mteb's config folders ({EXPECTED})"
+        )
     top_ranked: dict[str, list[str]] = {}
     path = _need(folder, "top_ranked.jsonl")
     for row in _jsonl(path):
@@ -150,16 +170,6 @@ def read_subset(folder: Path, name: str | None = None) -> FollowIRSubset:
         top_ranked=top_ranked,
         corpus=corpus,
         source=str(folder),
-    )
-
-
-def hub_folder(subset: str, revision: str | None = None) -> Path:
-    """Download (or find in the cache) one subset's files from the Hub."""
-    from huggingface_hub import snapshot_download
-
-    repo_id = SUBSETS[subset][0]
-    return Path(
-        snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=HUB_FILES)
     )
 
 

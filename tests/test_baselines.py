@@ -250,35 +250,6 @@ def test_evaluate_end_to_end_on_a_local_followir_folder(tmp_path, capsys):
     assert report["followir"]["average"]["subsets"] == 3
 
 
-def test_evaluate_fetches_from_the_hub_and_skips_an_unreachable_subset(tmp_path, monkeypatch):
-    import huggingface_hub
-
-    folder = write_followir(tmp_path / "followir")
-    calls = []
-
-    def fake_snapshot_download(repo_id, repo_type=None, revision=None, allow_patterns=None):
-        calls.append((repo_id, repo_type))
-        if "core17" in repo_id:
-            raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
-        return str(folder / repo_id.split("/")[1].removesuffix("-instructions"))
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    out = tmp_path / "eval"
-    assert evaluate_script.main(["--out", str(out), "--no-gold"]) == 0
-    report = json.loads((out / "results.json").read_text())
-    assert calls == [
-        ("jhu-clsp/robust04-instructions", "dataset"),
-        ("jhu-clsp/news21-instructions", "dataset"),
-        ("jhu-clsp/core17-instructions", "dataset"),
-    ]
-    assert (
-        "skipped" in report["followir"]["core17"] and report["followir"]["average"]["subsets"] == 2
-    )
-    assert (out / "runs" / "news21.changed.trec").is_file()
-    code = evaluate_script.main(["--out", str(out), "--no-gold", "--subsets", "core17"])
-    assert code == 2  # nothing left to evaluate
-
-
 def test_evaluate_names_the_missing_file_in_one_line(tmp_path, capsys):
     folder = write_followir(tmp_path / "followir")
     (folder / "news21" / "top_ranked.jsonl").unlink()

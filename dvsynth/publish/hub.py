@@ -25,7 +25,7 @@ from typing import Any
 from dvsynth.config import CardOptions
 from dvsynth.errors import UserError
 from dvsynth.publish.card import HISTORY_KEY
-from dvsynth.publish.dataset import export_dataset
+from dvsynth.publish.dataset import RECIPE_FILE, export_dataset
 from dvsynth.publish.export import CONFIGS
 from dvsynth.redact import redact
 
@@ -97,8 +97,40 @@ def push_dataset(
     on_plan: Callable[[PushPlan], None] | None = None,
     allow_unvalidated: bool = False,
     api=None,
+    recipe: bytes | None = None,
 ) -> PushPlan:
-    """Export to `folder`, then (unless dry_run) commit it on the head it read and tag it."""
+    """Export to `folder`, then (unless dry_run) commit it on the head it read and tag it.
+    `recipe`: the recipe file's bytes, pushed as `recipe.yaml` (`export_dataset`)."""
+
+    def export() -> Sequence[str]:
+        with_recipe = {"recipe": recipe} if recipe is not None else {}
+        report = export_dataset(
+            run_dirs, folder, options, val_share, allow_unvalidated=allow_unvalidated, **with_recipe
+        )
+        return report.files
+
+    # An earlier version's recipe goes with its data: a head without one has none.
+    owned = (*CONFIGS, RECIPE_FILE)
+    return push_export(
+        export, folder, options, owned, private=private, dry_run=dry_run, on_plan=on_plan, api=api
+    )
+
+
+def push_export(
+    export: Callable[[], Sequence[str]],
+    folder: Path,
+    options: CardOptions,
+    configs: Sequence[str],
+    *,
+    private: bool = False,
+    dry_run: bool = False,
+    on_plan: Callable[[PushPlan], None] | None = None,
+    api=None,
+) -> PushPlan:
+    """Read the head (unless dry_run), run `export` (it writes `folder`, returns its files),
+    then commit and tag. Every kind of dvsynth export pushes through here (runs with
+    `push`, gold sets with `export-gold --push`); `configs` are its data folders, whose
+    files at the head that this export lacks are deleted in the same commit."""
     from huggingface_hub import HfApi
 
     tag = check_target(options.repo, options.version)
@@ -107,11 +139,8 @@ def push_dataset(
     remote: dict[str, Any] = {}
     if not dry_run:
         head, remote = _read_head(api, options, tag)
-    report = export_dataset(
-        run_dirs, folder, options, val_share, allow_unvalidated=allow_unvalidated
-    )
-    ours = sorted(set(report.files))
-    stale = sorted(f for f in remote if f.split("/", 1)[0] in CONFIGS and f not in ours)
+    ours = sorted(set(export()))
+    stale = sorted(f for f in remote if f.split("/", 1)[0] in configs and f not in ours)
     held = head is not None and not stale and _holds(folder, ours, remote)
     plan = PushPlan(options.repo, tag, private, folder, ours, stale, head, tag_only=held)
     if on_plan:
