@@ -519,6 +519,11 @@ from dvsynth.cli.batch import batch_app  # noqa: E402 - the sub-app needs `app` 
 
 app.add_typer(batch_app, name="batch")
 
+from dvsynth.cli.recipe import recipe_app, run_command  # noqa: E402 - a release as one file
+
+app.command("run")(run_command)
+app.add_typer(recipe_app, name="recipe")
+
 
 @app.command("stats")
 def stats_command(
@@ -657,15 +662,101 @@ def push_command(
         )
 
 
+GoldOption = Annotated[
+    str | None,
+    typer.Option(
+        "--gold",
+        help="Gold pairs: a JSONL file, a folder written by `dvsynth export-gold`, a Hub "
+        "dataset id ORG/NAME[@REVISION], or `bundled` (the default: the bundled sample set).",
+    ),
+]
+
+
+@app.command("export-gold")
+def export_gold_command(
+    out: Annotated[Path, typer.Argument(help="The dataset folder to write (replaced).")],
+    gold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gold",
+            help="A gold set to include (repeatable): JSONL file, export-gold folder, Hub id "
+            "or `bundled` (the default), e.g. benchmarks/gold/msmarco-gold.jsonl.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline/--no-baseline",
+            help="Score the bundled all-MiniLM-L6-v2 on the pairs (eval-retriever's code) and "
+            "put the numbers in the card; --no-baseline: the card says they were not computed.",
+        ),
+    ] = True,
+    license_: Annotated[
+        str | None,
+        typer.Option(
+            "--license",
+            help="Hub license id for the card (default: apache-2.0 for the bundled set "
+            "alone, else other; the card gives each set's terms).",
+        ),
+    ] = None,
+    push: Annotated[
+        str | None,
+        typer.Option("--push", help="Then upload to this Hub dataset repo, ORG/NAME."),
+    ] = None,
+    version: Annotated[
+        str, typer.Option(help="X.Y.Z; with --push, tagged vX.Y.Z, never reused.")
+    ] = "unreleased",
+    private: Annotated[bool, typer.Option(help="With --push: create the repo private.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="With --push: write the folder, print the operations.")
+    ] = False,
+) -> None:
+    """Write the gold sets as a Hub dataset folder (configs pairs, corrupt) with its card."""
+    from dvsynth.config import CardOptions
+    from dvsynth.publish.gold_dataset import (
+        default_license,
+        export_gold,
+        push_gold,
+        read_sources,
+    )
+
+    if push:
+        from dvsynth.publish.hub import check_target
+
+        check_target(push, version)  # before the (slow) baseline
+    pairs = read_sources(gold or [])
+    options = CardOptions(
+        license=license_ or default_license(pairs),
+        version=version,
+        repo=push or "ORG/NAME",
+    )
+    if push:
+
+        def show(plan) -> None:
+            for line in plan.describe():
+                typer.echo(f"{'would ' if dry_run else ''}{line}")
+
+        plan = push_gold(
+            pairs, out, options, baseline=baseline, private=private, dry_run=dry_run, on_plan=show
+        )
+        if not dry_run:
+            target = f"{plan.repo}@{plan.tag}"
+            typer.echo(f"pushed {plan.repo} {plan.tag}: dvsynth eval-retriever --gold {target}")
+        return
+    report = export_gold(pairs, out, options, baseline=baseline)
+    typer.echo(f"pairs: {report.rows['pairs']}, corrupt: {report.rows['corrupt']}")
+    typer.echo(
+        f"wrote {len(report.files)} files to {out}; load with "
+        f"datasets.load_dataset('{out}', 'pairs'), or dvsynth eval-retriever --gold {out}"
+    )
+
+
 @app.command("calibrate")
 def calibrate_command(
     judge_model: Annotated[
         str | None, typer.Option(help="The judge to calibrate (any litellm model).")
     ] = None,
-    gold: Annotated[
-        Path | None,
-        typer.Option(help="Gold pairs JSONL (default: the bundled sample gold set)."),
-    ] = None,
+    gold: GoldOption = None,
     judge: Annotated[
         bool, typer.Option("--judge/--no-judge", help="--no-judge: score the rules alone.")
     ] = True,
@@ -693,12 +784,12 @@ def calibrate_command(
 ) -> None:
     """Score the rules and a judge on gold pairs and their labelled corrupt variants."""
     from dvsynth.config import ValidateConfig
-    from dvsynth.evaluate.calibrate import calibrate, default_gold
-    from dvsynth.evaluate.gold import read_gold
+    from dvsynth.evaluate.calibrate import calibrate
+    from dvsynth.evaluate.gold import load_gold
 
     if judge and not judge_model:
         raise UserError("--judge-model: required (or --no-judge to score the rules alone)")
-    pairs = list(read_gold(gold or default_gold()))
+    pairs = load_gold(gold)
     config = ValidateConfig(
         runs=[],
         judge=judge,
@@ -731,22 +822,18 @@ def eval_retriever_command(
         str | None,
         typer.Option(help="sentence-transformers model name or path (default: bundled MiniLM)."),
     ] = None,
-    gold: Annotated[
-        Path | None,
-        typer.Option(help="Gold pairs JSONL (default: the bundled sample gold set)."),
-    ] = None,
+    gold: GoldOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Does a retriever follow instructions? Per-view and dual accuracy, p-MRR on gold."""
-    from dvsynth.evaluate.calibrate import default_gold
     from dvsynth.evaluate.eval_retriever import (
         evaluate_pairs,
         sentence_transformer_scorer,
         summarize,
     )
-    from dvsynth.evaluate.gold import read_gold
+    from dvsynth.evaluate.gold import load_gold
 
-    pairs = list(read_gold(gold or default_gold()))
+    pairs = load_gold(gold)
     summary = summarize(evaluate_pairs(pairs, sentence_transformer_scorer(model)))
     summary["model"] = model or "all-MiniLM-L6-v2 (bundled)"
     if json_output:

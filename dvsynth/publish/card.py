@@ -27,6 +27,7 @@ from dvsynth.runs.store import read_manifest
 
 TEMPLATE = Path(__file__).resolve().parent / "dataset_card" / "README.md.jinja"
 HISTORY_KEY = "dvsynth_versions"
+RECIPE_KEY = "dvsynth_recipe_sha256"
 
 #: License identifiers the Hub accepts in a card's `license:` field.
 HUB_LICENSES = frozenset(
@@ -158,10 +159,15 @@ def _clip(text: str, limit: int = 220) -> str:
 
 
 def build_card(
-    run_dirs: Sequence[Path], report: ExportReport, options: CardOptions, stats: dict[str, Any]
+    run_dirs: Sequence[Path],
+    report: ExportReport,
+    options: CardOptions,
+    stats: dict[str, Any],
+    recipe_sha256: str | None = None,
 ) -> DatasetCard:
     """The card for an export; `stats` is `compute_stats` of the same runs (the license was
-    checked by `check_license` before anything was written)."""
+    checked by `check_license` before anything was written); `recipe_sha256`: the recipe
+    file published beside the data, if the export has one."""
     generators, prompts, seeds = _generators(run_dirs)
     validation_text, judge_prompts = _validation(run_dirs)
     pairs = sum(report.rows.get("pairs", {}).values())
@@ -178,6 +184,7 @@ def build_card(
         tags=TAGS,
         configs=configs_metadata(report),
         **{HISTORY_KEY: history},
+        **({RECIPE_KEY: recipe_sha256} if recipe_sha256 else {}),
     )
     describe = {
         "pairs": "one row per pair: query, both instructions and documents, verdicts, provenance",
@@ -249,6 +256,7 @@ def build_card(
         unverified=stats["pending_validation"],
         unverified_stages=sorted(stats["unverified_by_stage"].items()),
         negatives=stats["other_negatives_kept"],
+        recipe_sha256=recipe_sha256,
     )
     check_metadata(card)
     return card

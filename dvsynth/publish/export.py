@@ -75,6 +75,10 @@ SCHEMAS = {
             ("created_at", pa.string()),
             ("negatives_b", pa.list_(pa.string())),
             ("stage", pa.string()),
+            # sha256 of the recipe file published beside the data (`dvsynth run`); None
+            # for an export made without one. Stamped at export, not stored on the row:
+            # a new version of the same run (another push.version) has another recipe.
+            ("recipe_sha256", pa.string()),
         ]
     ),
     "triplets": pa.schema(
@@ -243,6 +247,7 @@ def write_data(
     val_share: float,
     observe: Callable[[DualView], None] | None = None,
     allow_unvalidated: bool = False,
+    recipe_sha256: str | None = None,
 ) -> ExportReport:
     """The parquet files of every config and split under `out` (a fresh folder); each
     row also goes to `observe`, for what else wants the same pass (the card's counts).
@@ -263,7 +268,7 @@ def write_data(
                 observe(row)
             split = split_of(row.query, val_share)
             if row.status == "kept" and (row.verified or allow_unvalidated):
-                writers[("pairs", split)].add(pair_record(row))
+                writers[("pairs", split)].add({**pair_record(row), "recipe_sha256": recipe_sha256})
                 for record in triplet_records(row):
                     writers[("triplets", split)].add(record)
                 seen_queries[split].add(row.query)
