@@ -13,11 +13,18 @@ prompts are sent (the exact bootstrap prompts dvsynth renders for N msmarco seed
 Achieved requests/s is measured by the server (first request in to last response out),
 so process start-up is excluded; the ideal is C / 0.5 s. CPU seconds per request and
 peak RSS come from GNU time on the client process; for dvsynth the CPU of a 1-seed run
-(start-up: imports, manifest) is subtracted. Medians of --repeats runs.
+(start-up: imports, manifest) is subtracted. Medians of --repeats runs, the clients of
+one repeat run one after the other, so that a change in the machine's load hits all.
 `--rss-sizes` then runs dvsynth alone over larger seed counts to check memory stays flat.
+
+`--servers threaded` also runs every measurement against benchmarks/threaded_server.py
+(one thread per connection): it takes more of the shared CPU than the aiohttp fake, so
+the client's CPU per request shows in its throughput. `--startup N` times a one-seed
+`dvsynth generate` against `dvsynth --help` (wall seconds, median of N).
 
     python benchmarks/throughput.py [--n 5000] [--concurrency 32 128 512] [--repeats 3]
         [--clients dvsynth dvsynth-litellm raw curator] [--rss-sizes 10000 100000]
+        [--servers aiohttp threaded] [--startup 5]
 """
 
 from __future__ import annotations
@@ -70,10 +77,17 @@ def make_inputs(n: int, work: Path) -> tuple[Path, Path]:
     return seeds_path, prompts_path
 
 
+SERVER_COMMANDS = {
+    "aiohttp": ["-m", "dvsynth.testing"],
+    "threaded": ["benchmarks/threaded_server.py"],
+}
+
+
 class Server:
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, kind: str = "aiohttp") -> None:
+        self.kind = kind
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dvsynth.testing", "--latency", str(latency)],
+            [sys.executable, *SERVER_COMMANDS[kind], "--latency", str(latency)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -166,6 +180,28 @@ def client_command(
     ]
 
 
+def startup(seeds: Path, server: Server, repeats: int) -> dict:
+    """Wall seconds of a one-seed `dvsynth generate` and of `dvsynth --help`, alternated
+    (median of `repeats` each): what a user waits before anything happens."""
+    help_s, generate_s = [], []
+    for _ in range(repeats):
+        help_s.append(gnu_time([sys.executable, "-m", "dvsynth.cli", "--help"])["wall_s"])
+        work = Path(tempfile.mkdtemp(prefix="dvsynth-tp-startup-"))
+        try:
+            command = client_command("dvsynth", seeds, seeds, server, 1, work / "run", 1)
+            generate_s.append(gnu_time(command)["wall_s"])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    row = {
+        "help_wall_s": statistics.median(help_s),
+        "generate_one_seed_wall_s": statistics.median(generate_s),
+        "samples_help_s": help_s,
+        "samples_generate_s": generate_s,
+    }
+    row["ratio"] = round(row["generate_one_seed_wall_s"] / row["help_wall_s"], 2)
+    return row
+
+
 def measure(client: str, seeds: Path, prompts: Path, server: Server, c: int, n: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="dvsynth-tp-"))
     try:
@@ -184,6 +220,46 @@ def measure(client: str, seeds: Path, prompts: Path, server: Server, c: int, n: 
     }
 
 
+def load() -> str:
+    with open("/proc/loadavg", encoding="utf-8") as handle:
+        return " ".join(handle.read().split()[:3])
+
+
+def run_matrix(args, server: Server, seeds: Path, prompts: Path, report: dict) -> None:
+    """Every client at every concurrency against one server; the repeats interleave the
+    clients (dvsynth, raw, dvsynth, raw, ...) so that load changes hit both."""
+    server.reset()
+    one = client_command("dvsynth", seeds, prompts, server, 1, Path(tempfile.mkdtemp()) / "r", 1)
+    startup_cpu = gnu_time(one)["cpu_s"]
+    report.setdefault("dvsynth_startup_cpu_s", {})[server.kind] = startup_cpu
+    for c in args.concurrency:
+        samples: dict[str, list[dict]] = {client: [] for client in args.clients}
+        for _ in range(args.repeats):
+            for client in args.clients:
+                samples[client].append(measure(client, seeds, prompts, server, c, args.n))
+        for client in args.clients:
+            runs = samples[client]
+            cpu = statistics.median(s["cpu_s"] for s in runs)
+            if client.startswith("dvsynth"):
+                cpu -= startup_cpu
+            rps = statistics.median(s["rps"] for s in runs)
+            row = {
+                "server": server.kind,
+                "client": client,
+                "concurrency": c,
+                "median_rps": round(rps, 1),
+                "ideal_rps": c / LATENCY_S,
+                "ratio_to_ideal": round(rps * LATENCY_S / c, 3),
+                "cpu_ms_per_request": round(1000 * cpu / args.n, 3),
+                "cpu_s_per_1000": round(1000 * cpu / args.n, 2),
+                "peak_rss_mib": round(max(s["rss_mib"] for s in runs), 1),
+                "samples_rps": [round(s["rps"], 1) for s in runs],
+                "load": load(),
+            }
+            report["runs"].append(row)
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=5000)
@@ -192,67 +268,70 @@ def main() -> None:
     parser.add_argument(
         "--clients", nargs="+", default=["dvsynth", "dvsynth-litellm", "raw", "curator"]
     )
+    parser.add_argument("--servers", nargs="+", default=["aiohttp"], choices=SERVER_COMMANDS)
+    parser.add_argument("--startup", type=int, default=0, help="repeats of the start-up timing")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[])
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="dvsynth-tp-inputs-"))
-    server = Server(LATENCY_S)
-    report: dict = {"n": args.n, "latency_s": LATENCY_S, "runs": [], "rss": []}
+    report: dict = {"n": args.n, "latency_s": LATENCY_S, "runs": [], "rss": [], "load": load()}
     try:
         seeds, prompts = make_inputs(args.n, work)
-        startup_dir = work / "startup"
-        server.reset()
-        startup = gnu_time(client_command("dvsynth", seeds, prompts, server, 1, startup_dir, 1))
-        report["dvsynth_startup_cpu_s"] = startup["cpu_s"]
-        for c in args.concurrency:
-            for client in args.clients:
-                samples = [
-                    measure(client, seeds, prompts, server, c, args.n) for _ in range(args.repeats)
-                ]
-                cpu = statistics.median(s["cpu_s"] for s in samples)
-                if client.startswith("dvsynth"):
-                    cpu -= startup["cpu_s"]
-                rps = statistics.median(s["rps"] for s in samples)
-                row = {
-                    "client": client,
-                    "concurrency": c,
-                    "median_rps": round(rps, 1),
-                    "ideal_rps": c / LATENCY_S,
-                    "ratio_to_ideal": round(rps * LATENCY_S / c, 3),
-                    "cpu_ms_per_request": round(1000 * cpu / args.n, 3),
-                    "peak_rss_mib": round(max(s["rss_mib"] for s in samples), 1),
-                    "samples_rps": [round(s["rps"], 1) for s in samples],
-                }
-                report["runs"].append(row)
-                print(json.dumps(row), flush=True)
-        for size in args.rss_sizes:
-            big_seeds, big_prompts = make_inputs(size, work)
-            sample = measure("dvsynth", big_seeds, big_prompts, server, 512, size)
-            row = {
-                "seeds": size,
-                "peak_rss_mib": round(sample["rss_mib"], 1),
-                "median_rps": round(sample["rps"], 1),
-            }
-            report["rss"].append(row)
-            print(json.dumps(row), flush=True)
+        for kind in args.servers:
+            server = Server(LATENCY_S, kind)
+            try:
+                if args.startup and kind == args.servers[0]:
+                    report["startup"] = startup(seeds, server, args.startup)
+                    print(json.dumps(report["startup"]), flush=True)
+                run_matrix(args, server, seeds, prompts, report)
+                if kind == args.servers[0]:
+                    for size in args.rss_sizes:
+                        big_seeds, big_prompts = make_inputs(size, work)
+                        sample = measure("dvsynth", big_seeds, big_prompts, server, 512, size)
+                        row = {
+                            "seeds": size,
+                            "peak_rss_mib": round(sample["rss_mib"], 1),
+                            "median_rps": round(sample["rps"], 1),
+                        }
+                        report["rss"].append(row)
+                        print(json.dumps(row), flush=True)
+            finally:
+                server.stop()
     finally:
-        server.stop()
         shutil.rmtree(work, ignore_errors=True)
         (OUT / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
-    by = {(r["client"], r["concurrency"]): r for r in report["runs"]}
-    print("\n| C | client | req/s (median) | / ideal | CPU ms/req | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
+    print_tables(report, args)
+
+
+def print_tables(report: dict, args) -> None:
+    by = {(r["server"], r["client"], r["concurrency"]): r for r in report["runs"]}
+    print(
+        "\n| server | C | client | req/s (median) | / ideal | CPU s per 1,000 req | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in report["runs"]:
         print(
-            f"| {r['concurrency']} | {r['client']} | {r['median_rps']} | "
-            f"{r['ratio_to_ideal']} | {r['cpu_ms_per_request']} | {r['peak_rss_mib']} |"
+            f"| {r['server']} | {r['concurrency']} | {r['client']} | {r['median_rps']} | "
+            f"{r['ratio_to_ideal']} | {r['cpu_s_per_1000']} | {r['peak_rss_mib']} |"
         )
-    for c in args.concurrency:
-        ours = by.get(("dvsynth", c))
-        for ref in ("dvsynth-litellm", "raw", "curator"):
-            if ours and by.get((ref, c)):
-                ratio = ours["median_rps"] / by[(ref, c)]["median_rps"]
-                print(f"C={c}: dvsynth / {ref} = {ratio:.2f}")
+    for kind in args.servers:
+        for c in args.concurrency:
+            ours = by.get((kind, "dvsynth", c))
+            for ref in ("dvsynth-litellm", "raw", "curator"):
+                theirs = by.get((kind, ref, c))
+                if ours and theirs:
+                    rps = ours["median_rps"] / theirs["median_rps"]
+                    cpu = ours["cpu_s_per_1000"] / max(theirs["cpu_s_per_1000"], 1e-9)
+                    print(
+                        f"{kind} C={c}: dvsynth / {ref}: throughput {rps:.2f}, "
+                        f"CPU per request {cpu:.2f}x"
+                    )
+    if "startup" in report:
+        s = report["startup"]
+        print(
+            f"start-up: one-seed generate {s['generate_one_seed_wall_s']:.2f} s, "
+            f"--help {s['help_wall_s']:.2f} s, ratio {s['ratio']}"
+        )
 
 
 if __name__ == "__main__":

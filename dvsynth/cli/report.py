@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,9 +28,12 @@ from dvsynth.records import DualView, SeedError
 from dvsynth.runs.pipeline import RunStats
 from dvsynth.runs.stats import format_cost
 from dvsynth.runs.store import RunStore
-from dvsynth.validators.run import ValidateStats
+
+if TYPE_CHECKING:  # validators.run pulls numpy and rapidfuzz (dedup): not for generate
+    from dvsynth.validators.run import ValidateStats
 
 MAX_WARNINGS = 10
+PROGRESS_UPDATE_S = 0.1
 
 
 def _this_command() -> str:
@@ -145,12 +148,16 @@ class GenerateReporter(BatchLines):
         self.warnings = 0
         self.progress: Progress | None = None
         self.task: Any = None
+        self._shown_at = 0.0  # when the bar's numbers were last updated
+        self._unshown: RunStats | None = None  # counts newer than the bar's
 
     def __enter__(self) -> GenerateReporter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
+            if self._unshown is not None:
+                self._show(self._unshown)
             self.progress.stop()
 
     def on_start(self, prepared: Any, total: int | None) -> None:
@@ -177,9 +184,21 @@ class GenerateReporter(BatchLines):
         )
 
     def on_row(self, row: DualView, stats: RunStats) -> None:
+        """Update the bar at most PROGRESS_UPDATE_S apart (it redraws 10 times a second
+        anyway); at hundreds of rows a second an update per row is CPU for nothing."""
         if self.progress is None:
             return
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        now = time.perf_counter()
+        if now - self._shown_at < PROGRESS_UPDATE_S:
+            self._unshown = stats
+            return
+        self._show(stats, now)
+
+    def _show(self, stats: RunStats, now: float | None = None) -> None:
+        assert self.progress is not None
+        self._shown_at = now = now if now is not None else time.perf_counter()
+        self._unshown = None
+        elapsed = max(now - self.started, 1e-9)
         self.progress.update(
             self.task,
             completed=stats.done_now + stats.already_done,
@@ -207,6 +226,8 @@ class GenerateReporter(BatchLines):
 
     def summary(self, prepared: Any, stats: RunStats) -> None:
         if self.progress is not None:
+            if self._unshown is not None:
+                self._show(self._unshown)
             self.progress.stop()
             self.progress = None
         if stats.estimate is not None:

@@ -1,9 +1,12 @@
 """One async chat client for every provider, through litellm, with a response cache.
 
-litellm speaks to OpenAI, Anthropic, vLLM and a hundred others with one call shape; the
-embedded model plugs into it as a custom provider, so the pipeline never knows which it
-talks to. The cache, keyed by (model, messages, sampling), is what makes a rerun after a
-kill free: a finished call is never paid twice.
+litellm speaks to OpenAI, Anthropic, vLLM and a hundred others with one call shape, so
+the pipeline never knows which it talks to. An OpenAI-compatible --api-base and the
+embedded model are called directly instead, and then litellm is never imported: its
+import alone takes seconds, which a short run would pay before its first request
+(prices come from litellm's bundled table, `llm.prices`). The cache, keyed by (model,
+messages, sampling), is what makes a rerun after a kill free: a finished call is never
+paid twice.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 # litellm fetches its price table over the network at import unless told not to.
@@ -29,6 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # no
 from dvsynth.errors import FatalLLMError, RowError, UserError  # noqa: E402
 from dvsynth.llm.keys import NO_KEY, choose_key, plain_http_warning  # noqa: E402
 from dvsynth.llm.limits import RateLimits  # noqa: E402
+from dvsynth.llm.prices import UNSURE, lean_rates  # noqa: E402
 from dvsynth.llm.retry import (  # noqa: E402
     error_kind,
     is_systematic_client_error,
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
     from dvsynth.llm.batch.session import BatchSession
 
 LOCAL_PREFIX = "local/"
+_TIMEOUT = getattr(asyncio, "timeout", None)  # Python 3.11+
 TRANSPORTS = ("auto", "litellm", "http")
 # A 4xx that every row hits (unsupported parameter, unknown model name) stops the run
 # after this many calls, when none has succeeded, instead of rejecting every seed.
@@ -82,6 +88,7 @@ class ResponseCache(Protocol):
     def put_response(self, key: str, value: dict[str, Any]) -> None: ...
 
 
+@lru_cache(maxsize=1)
 def _litellm():
     import litellm
 
@@ -93,6 +100,24 @@ def _litellm():
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
     payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def encoded_cache_key(model: str, messages_json: str, params: dict[str, Any]) -> str:
+    """`cache_key`, byte for byte, from the messages already encoded with sort_keys (the
+    keys "messages" < "model" < "params" come in that order when sorted)."""
+    payload = (
+        f'{{"messages": {messages_json}, "model": {json.dumps(model)}, '
+        f'"params": {json.dumps(params, sort_keys=True)}}}'
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class EncodedMessages(list):
+    """Chat messages that carry their JSON (keys sorted), encoded once for both the
+    cache key and the request body: the prompt is the bulk of each, and encoding it
+    twice was a visible share of the CPU per call."""
+
+    __slots__ = ("sorted_json",)
 
 
 class LLMClient:
@@ -151,14 +176,21 @@ class LLMClient:
         self.batch: BatchSession | None = None
         self._provider: tuple[str, str] | None = None
         self._price_known: bool | None = None
+        self._rates: tuple[float, float] | None | str | bool = False  # False: not looked up
         self.servers = ServerPool(max(1, len(self.api_bases)), concurrency)
-        self._litellm = _litellm()
-        if model.startswith(LOCAL_PREFIX):
+        # The embedded model runs in this process; litellm only where asked for.
+        self._direct_local = self.is_local and transport != "litellm"
+        if self.is_local and not self._direct_local:
             from dvsynth.llm.transports.local import register_local_provider
 
             register_local_provider(self._litellm)
         self._litellm_key = self._litellm_api_key()
         self._http = self._pick_transport(transport)
+
+    @property
+    def _litellm(self) -> Any:
+        """litellm, imported on first use (the lean and local paths never use it)."""
+        return _litellm()
 
     def _litellm_api_key(self) -> dict[str, str]:
         """The `api_key` argument for litellm, where litellm must not choose it itself.
@@ -215,9 +247,9 @@ class LLMClient:
     def check(self, require_key: bool = True) -> None:
         """Fail fast, before any row, on an unknown provider or a missing API key (not
         needed by a dry run, which sends nothing)."""
-        litellm = self._litellm
         try:
-            litellm.get_llm_provider(self.model)
+            if not (self._direct_local or self._http is not None):  # known by their prefix
+                self._litellm.get_llm_provider(self.model)
         except Exception:
             raise UserError(
                 f"--model: '{self.model}' names no known provider; use a litellm model string "
@@ -238,7 +270,7 @@ class LLMClient:
         self._warn_if_key_in_clear()
         if self.api_base or self.api_key_env:
             return  # self-hosted servers usually need no key; a named key is present
-        missing = litellm.validate_environment(self.model).get("missing_keys") or []
+        missing = self._litellm.validate_environment(self.model).get("missing_keys") or []
         if missing:
             raise UserError(f"--model {self.model}: missing API key, set {', '.join(missing)}")
 
@@ -260,11 +292,20 @@ class LLMClient:
         """Whether litellm's price table has this model (else cost shows as unknown)."""
         if self.is_local:
             return True
+        if self._lean_rates() != UNSURE:
+            return self._rates is not None
         try:
             info = self._litellm.get_model_info(self.model)
         except Exception:
             return False
         return bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
+
+    def _lean_rates(self) -> tuple[float, float] | None | str:
+        """litellm's flat rates for a lean-path model, read from its bundled table on
+        first use (after the first request, not before); UNSURE: ask litellm."""
+        if self._rates is False:
+            self._rates = lean_rates(self.model) if self._http is not None else UNSURE
+        return self._rates  # type: ignore[return-value]
 
     @property
     def key_variable(self) -> str | None:
@@ -297,13 +338,17 @@ class LLMClient:
             extra["answer_tags"] = list(answer_tags)
         elif self.is_local and answer_choices:
             extra["answer_choices"] = list(answer_choices)
-        key = cache_key(self.model, messages, {**self.params, **extra})
+        encoded = json.dumps(messages, sort_keys=True)
+        key = encoded_cache_key(self.model, encoded, {**self.params, **extra})
         if self.cache is not None:
             hit = self.cache.get_response(key)
             if hit is not None:
                 return Completion(**{**hit, "cached": True})
         if self.batch is not None:
             self.batch.defer(key, self.batch_body(messages))
+        elif self._http is not None:
+            messages = EncodedMessages(messages)
+            messages.sorted_json = encoded
         estimate = self.limits.estimate(messages) if self.limits.active else 0
         async with self.servers.slot() as server:
             started = time.perf_counter()
@@ -315,9 +360,7 @@ class LLMClient:
                 estimate, completion.prompt_tokens, completion.completion_tokens
             )
         if self.cache is not None:
-            self.cache.put_response(
-                key, {k: v for k, v in asdict(completion).items() if k != "cached"}
-            )
+            self.cache.put_response(key, _cached_fields(completion))
         return completion
 
     async def _call_with_retries(
@@ -372,18 +415,33 @@ class LLMClient:
         """One request to one server, no retries of its own (litellm's and the OpenAI
         SDK's are off)."""
         if self._http is not None:
-            call = self._http[server].chat(messages, self.params)
-        else:
-            call = self._litellm_call(messages, extra, server)
+            # The transport's session enforces the same --timeout (aiohttp's total
+            # timeout, over connecting, sending and reading the whole body, raising
+            # TimeoutError): a second timer per call here cost a visible share of CPU.
+            try:
+                return await self._http[server].chat(messages, self.params)
+            except asyncio.TimeoutError:
+                raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
+        if self._direct_local:
+            from dvsynth.llm.transports.local import local_chat
+
+            return await local_chat(self.model, messages, self.params, extra)
+        call = self._litellm_call(messages, extra, server)
         if self.is_local:
             return await call  # a llama.cpp call cannot be interrupted; it has no timeout
         try:
-            return await asyncio.wait_for(call, self.timeout)
+            if _TIMEOUT is None:  # Python 3.10
+                return await asyncio.wait_for(call, self.timeout)
+            # Not wait_for: before 3.12 it wraps every call in a task of its own.
+            async with _TIMEOUT(self.timeout):
+                return await call
         except asyncio.TimeoutError:
             raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
 
     def provider(self) -> tuple[str, str]:
         """(litellm's provider name, the model as that provider names it)."""
+        if self._provider is None and self._direct_local:  # litellm never hears of it
+            self._provider = ("local", self.model.removeprefix(LOCAL_PREFIX))
         if self._provider is None:
             model, provider, _, _ = self._litellm.get_llm_provider(
                 self.model, api_base=self.api_base
@@ -440,14 +498,15 @@ class LLMClient:
 
     def _json_to_completion(self, data: dict[str, Any]) -> Completion:
         """A completion from the OpenAI JSON body the HTTP transport returns."""
-        completion = completion_from_json(data)
-        cost = self._priced(completion.prompt_tokens, completion.completion_tokens)
-        return replace(completion, cost_usd=cost)
+        # Priced as it is built: a `replace` per call (a new frozen dataclass) cost more.
+        return completion_from_json(data, _free if self.is_local else self._priced)
 
     def _priced(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """litellm's price for these token counts, or None when it has no price."""
         if not self._has_price():
             return None
+        if isinstance(self._rates, tuple):  # litellm's own flat rates, from its table
+            return float(prompt_tokens * self._rates[0] + completion_tokens * self._rates[1])
         try:
             prompt_cost, completion_cost = self._litellm.cost_per_token(
                 model=self.model,
@@ -484,21 +543,38 @@ class LLMClient:
 
 
 MAX_LOGPROB_TOKENS = 8
+_CACHED_FIELDS = tuple(f.name for f in fields(Completion) if f.name != "cached")
 
 
-def completion_from_json(data: dict[str, Any]) -> Completion:
-    """An OpenAI chat.completion JSON body as a completion (unpriced)."""
+def _cached_fields(completion: Completion) -> dict[str, Any]:
+    """What the cache keeps of a completion: `asdict` less `cached`, without asdict's
+    deep copy (the values are only serialised)."""
+    return {name: getattr(completion, name) for name in _CACHED_FIELDS}
+
+
+def _free(prompt_tokens: int, completion_tokens: int) -> float:
+    """The price of an embedded model's call."""
+    return 0.0
+
+
+def completion_from_json(
+    data: dict[str, Any], price: Callable[[int, int], float | None] | None = None
+) -> Completion:
+    """An OpenAI chat.completion JSON body as a completion, priced by `price(prompt
+    tokens, completion tokens)` (None: unpriced)."""
     try:
         choice = data["choices"][0]
         text = choice["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
         raise MalformedResponse("no choices[0].message.content in the response") from None
     usage = data.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or 0)
     return Completion(
         text=text,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cost_usd=None,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=price(prompt_tokens, completion_tokens) if price is not None else None,
         latency_s=0.0,
         finish_reason=choice.get("finish_reason"),
         logprobs=_top_logprobs(choice.get("logprobs")),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -104,25 +104,52 @@ async def bounded_map(
     work: Callable[[T], Awaitable[R]],
     concurrency: int,
     on_done: Callable[[T, R], None],
+    on_round: Callable[[], None] | None = None,
 ) -> None:
     """`work(item)` for every item, at most `concurrency` at once; `on_done(item, result)`
     as each finishes. Items are pulled lazily, so a stream of any length fits in memory.
 
+    `on_round()` follows the `on_done` calls of the items that finished together (one
+    wake-up of the event loop), before anything else runs or another item is pulled:
+    where `on_done` only queues a result, `on_round` can commit the lot at once.
+
     An error from `work` (or from the iterator) cancels what is in flight; results that
-    finished meanwhile still reach `on_done`, so a fatal error or an interrupt loses
-    nothing that was done.
+    finished meanwhile still reach `on_done` (and `on_round`), so a fatal error or an
+    interrupt loses nothing that was done.
     """
-    in_flight: dict[asyncio.Task[R], T] = {}
+    in_flight: dict[asyncio.Future[R], T] = {}
+    # Tasks that finished, in order, and the future drain() sleeps on: O(1) per row, where
+    # asyncio.wait adds and removes a callback on every task in flight at each wake-up
+    # (hundreds of them, for one or two finished rows).
+    finished: deque[asyncio.Future[R]] = deque()
+    wakeup: list[asyncio.Future[None]] = []
+
+    def on_finished(task: asyncio.Future[R]) -> None:
+        finished.append(task)
+        if wakeup and not wakeup[0].done():
+            wakeup[0].set_result(None)
 
     async def drain(below: int) -> None:
         while len(in_flight) >= below and in_flight:
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                on_done(in_flight.pop(task), task.result())  # an error propagates here
+            if not finished:
+                wakeup[:] = [asyncio.get_running_loop().create_future()]
+                try:
+                    await wakeup[0]
+                finally:
+                    wakeup.clear()
+            try:
+                while finished:
+                    task = finished.popleft()
+                    on_done(in_flight.pop(task), task.result())  # an error propagates here
+            finally:
+                if on_round:
+                    on_round()
 
     try:
         for item in items:
-            in_flight[asyncio.ensure_future(work(item))] = item
+            task = asyncio.ensure_future(work(item))
+            task.add_done_callback(on_finished)
+            in_flight[task] = item
             await drain(concurrency)
         await drain(1)
     finally:
@@ -133,6 +160,8 @@ async def bounded_map(
             for item, result in zip(list(in_flight.values()), results, strict=True):
                 if not isinstance(result, BaseException):
                     on_done(item, result)
+            if on_round:
+                on_round()
 
 
 async def run_stage(
@@ -198,24 +227,38 @@ async def run_stage(
             claimed[item.seed_id] = ordinal
             yield item, ordinal
 
+    done: list[tuple[DualView, int]] = []  # finished in this wake-up, not yet committed
+
     def finished(item: tuple[Seed, int], row: DualView | None) -> None:
         seed, ordinal = item
         if row is None:  # waits on a batch: the next pass finishes it
             claimed.pop(seed.seed_id, None)
             stats.waiting += 1
             return
+        done.append((row, ordinal))
+
+    def commit_round() -> None:
+        """The rows that finished together, in one transaction (with their answers):
+        committed before any other row starts or the next answer is read, so a kill
+        still loses only calls in flight, at a fraction of a commit per row."""
+        if not done:
+            return
+        rows = done[:]
+        done.clear()
         if commit:
-            store.put_row(row, ordinal)
-        claimed.pop(seed.seed_id, None)  # the store answers for it from now on
-        stats.add(row)
-        if on_row:
-            on_row(row, stats)
+            store.put_rows(rows)
+        for row, _ in rows:
+            claimed.pop(row.seed_id, None)  # the store answers for it from now on
+            stats.add(row)
+            if on_row:
+                on_row(row, stats)
 
     await bounded_map(
         to_start(),
         lambda item: unless_waiting(stage, item[0], item[0].seed_id),
         concurrency,
         finished,
+        commit_round,
     )
     return stats
 

