@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +122,27 @@ def _field(row: dict, keys: tuple[str, ...], path: Path) -> str:
     raise UserError(f"{path}: a row lacks {' or '.join(keys)}")
 
 
+def ranked_corpus(
+    rows: Iterable[dict],
+    doc_id: Callable[[dict], str],
+    top_ranked: dict[str, list[str]],
+    folder: Path,
+    source: str,
+) -> dict[str, str]:
+    """doc id -> title + " " + text (as mteb joins) of the documents some query ranks, in
+    either layout; one line naming the folder when a ranked document is missing."""
+    wanted = {d for docs in top_ranked.values() for d in docs}
+    corpus = {}
+    for row in rows:
+        key = doc_id(row)
+        if key in wanted:
+            corpus[key] = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+    missing = wanted - corpus.keys()
+    if missing:
+        raise UserError(f"{folder}: {len(missing)} ranked documents are not in {source}")
+    return corpus
+
+
 def read_subset(folder: Path, name: str | None = None) -> FollowIRSubset:
     """One subset from its folder, in either layout; only the documents some query ranks
     are kept."""
@@ -152,16 +173,10 @@ def read_subset(folder: Path, name: str | None = None) -> FollowIRSubset:
             instruction_og=_field(row, ("instruction_og",), path),
             instruction_changed=_field(row, ("instruction_changed",), path),
         )
-    wanted = {d for docs in top_ranked.values() for d in docs}
-    corpus = {}
     path = _need(folder, "corpus.jsonl")
-    for row in _jsonl(path):
-        doc_id = _field(row, ("_id", "id"), path)
-        if doc_id in wanted:
-            corpus[doc_id] = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
-    missing = wanted - corpus.keys()
-    if missing:
-        raise UserError(f"{folder}: {len(missing)} ranked documents are not in corpus.jsonl")
+    corpus = ranked_corpus(
+        _jsonl(path), lambda row: _field(row, ("_id", "id"), path), top_ranked, folder, path.name
+    )
     return FollowIRSubset(
         name=name or folder.name,
         queries={q: v for q, v in queries.items() if q in top_ranked},

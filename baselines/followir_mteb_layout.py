@@ -73,7 +73,7 @@ def _split_id(qid: str, where: str) -> tuple[str, str]:
 
 
 def read_mteb_subset(folder: Path, name: str):
-    from baselines.followir import FollowIRQuery, FollowIRSubset
+    from baselines.followir import FollowIRQuery, FollowIRSubset, ranked_corpus
 
     where = {c: str(folder / CONFIG_FOLDERS[c][0]) for c in CONFIG_FOLDERS}
     at = where["instruction"]
@@ -116,15 +116,13 @@ def read_mteb_subset(folder: Path, name: str):
         if text != text_changed:
             raise UserError(f"{folder}: query {base} has other text for -og and -changed")
         queries[base] = FollowIRQuery(text=text, instruction_og=og, instruction_changed=new)
-    wanted = {d for docs in top_ranked.values() for d in docs}
-    corpus = {}
-    for row in _rows(folder, "corpus"):
-        doc_id = _get(row, ("_id", "id"), where["corpus"])
-        if doc_id in wanted:
-            corpus[doc_id] = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
-    missing = wanted - corpus.keys()
-    if missing:
-        raise UserError(f"{folder}: {len(missing)} ranked documents are not in corpus/")
+    corpus = ranked_corpus(
+        _rows(folder, "corpus"),
+        lambda row: _get(row, ("_id", "id"), where["corpus"]),
+        top_ranked,
+        folder,
+        "corpus/",
+    )
     return FollowIRSubset(
         name=name,
         queries=queries,

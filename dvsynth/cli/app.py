@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,9 +20,6 @@ from dvsynth.config import DEFAULT_MODEL, GenerateConfig
 from dvsynth.errors import UserError
 from dvsynth.seeds.adapters import parse_mapping
 from dvsynth.seeds.readers import BUNDLED_SAMPLE
-
-if TYPE_CHECKING:
-    from dvsynth.config import ValidateConfig
 
 app = typer.Typer(
     name="dvsynth",
@@ -252,8 +249,7 @@ def generate(
     quiet: Annotated[bool, typer.Option(help="No progress bar or warnings.")] = False,
 ) -> None:
     """Write complementary instructions for seeds: the dual-view candidates of a run."""
-    from dvsynth.cli.report import GenerateReporter
-    from dvsynth.generate.run import generate_run
+    from dvsynth.cli.stages import generate_reported, validate_reported
 
     if mode not in ("auto", "reverse", "bootstrap"):
         raise UserError(f"--mode: '{mode}' is not one of auto, reverse, bootstrap")
@@ -293,17 +289,7 @@ def generate(
             engine, ray_address, ray_processor, tensor_parallel, replicas, engine_arg
         ),
     )
-    reporter = GenerateReporter(quiet=quiet, total=limit)
-    with reporter:
-        prepared, stats = generate_run(
-            config,
-            on_row=reporter.on_row,
-            on_bad_seed=reporter.on_bad_seed,
-            on_start=reporter.on_start,
-            on_notice=reporter.on_notice,
-            on_batch_status=reporter.on_batch_status,
-        )
-    reporter.summary(prepared, stats)
+    prepared, stats, reporter = generate_reported(config, quiet)
     if validate and (dry_run or stats.waiting):
         reporter.on_notice(
             "--validate: not run, the generation is not finished (a dry run, or rows wait on "
@@ -315,22 +301,7 @@ def generate(
         judge = ValidateConfig.after_generate(
             config, prepared.run_dir, judge_model, judge_api_base or [], judge_api_key_env
         )
-        _run_validate(judge, quiet)
-
-
-def _run_validate(config: ValidateConfig, quiet: bool) -> None:
-    from dvsynth.cli.report import ValidateReporter
-    from dvsynth.validators.run import validate_runs
-
-    with ValidateReporter(quiet=quiet) as reporter:
-        stats = validate_runs(
-            config,
-            on_row=reporter.on_row,
-            on_notice=reporter.on_notice,
-            on_start=reporter.on_start,
-            on_batch_status=reporter.on_batch_status,
-        )
-    reporter.summary(stats, " ".join(str(r) for r in config.runs))
+        validate_reported(judge, quiet)
 
 
 RunDirs = Annotated[
@@ -433,6 +404,7 @@ def validate_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Check each pair: rules, an LLM judge on both views (4 judgments), and dedup."""
+    from dvsynth.cli.stages import validate_reported
     from dvsynth.config import ValidateConfig
 
     model = judge_model or ""
@@ -474,7 +446,7 @@ def validate_command(
         ),
         **({"judge_prompt": judge_prompt} if judge_prompt else {}),
     )
-    _run_validate(config, quiet)
+    validate_reported(config, quiet)
 
 
 def _engine_options(

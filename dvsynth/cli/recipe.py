@@ -61,8 +61,7 @@ def _notice(text: str) -> None:
 
 def _generate(rr: Any, quiet: bool) -> bool:
     """The generate stage behind the cost gate; False when the run must stop here."""
-    from dvsynth.cli.report import GenerateReporter
-    from dvsynth.generate.run import generate_run
+    from dvsynth.cli.stages import generate_reported
     from dvsynth.recipe.run import check_cap, estimate_generate
 
     config = rr.recipe.generate_config(rr.run_dir)
@@ -70,17 +69,7 @@ def _generate(rr: Any, quiet: bool) -> bool:
         note = check_cap(rr, "generate", estimate_generate(rr))
         if note:
             _notice(note)
-    reporter = GenerateReporter(quiet=quiet, total=config.limit)
-    with reporter:
-        prepared, stats = generate_run(
-            config,
-            on_row=reporter.on_row,
-            on_bad_seed=reporter.on_bad_seed,
-            on_start=reporter.on_start,
-            on_notice=reporter.on_notice,
-            on_batch_status=reporter.on_batch_status,
-        )
-    reporter.summary(prepared, stats)
+    _, stats, _ = generate_reported(config, quiet)
     if stats.stopped_by_cost:
         raise UserError(
             f"{rr.source}: limits.max_cost {rr.recipe.limits.max_cost:g} reached during "
@@ -96,24 +85,15 @@ def _generate(rr: Any, quiet: bool) -> bool:
 
 
 def _validate(rr: Any, quiet: bool) -> bool:
-    from dvsynth.cli.report import ValidateReporter
+    from dvsynth.cli.stages import validate_reported
     from dvsynth.recipe.run import check_cap, estimate_validate
-    from dvsynth.validators.run import validate_runs
 
     if rr.recipe.limits.max_cost is not None:
         note = check_cap(rr, "validate", estimate_validate(rr))
         if note:
             _notice(note)
     config = rr.recipe.validate_config(rr.run_dir)
-    with ValidateReporter(quiet=quiet) as reporter:
-        stats = validate_runs(
-            config,
-            on_row=reporter.on_row,
-            on_notice=reporter.on_notice,
-            on_start=reporter.on_start,
-            on_batch_status=reporter.on_batch_status,
-        )
-    reporter.summary(stats, str(rr.run_dir))
+    stats = validate_reported(config, quiet)
     if stats.waiting:
         typer.echo(
             f"validate: {stats.waiting} rows wait on a batch; rerun `dvsynth run {rr.source}` "

@@ -50,17 +50,21 @@ VERDICT = pa.struct(
         ("model", pa.string()),
     ]
 )
+#: A pair's two views, the same columns wherever a pair is written (run and gold exports).
+VIEW_COLUMNS = [
+    ("query", pa.string()),
+    ("instruction_a", pa.string()),
+    ("doc_a", DOC),
+    ("instruction_b", pa.string()),
+    ("doc_b", DOC),
+    ("other_negatives", pa.list_(DOC)),
+]
 SCHEMAS = {
     "pairs": pa.schema(
         [
             ("pair_id", pa.string()),
             ("seed_id", pa.string()),
-            ("query", pa.string()),
-            ("instruction_a", pa.string()),
-            ("doc_a", DOC),
-            ("instruction_b", pa.string()),
-            ("doc_b", DOC),
-            ("other_negatives", pa.list_(DOC)),
+            *VIEW_COLUMNS,
             ("mode", pa.string()),
             ("verdicts", pa.list_(VERDICT)),
             ("generator_model", pa.string()),

@@ -42,7 +42,7 @@ from dvsynth.evaluate.gold import (
     read_gold_sets,
 )
 from dvsynth.publish.card import HISTORY_KEY, check_license, check_metadata, size_category
-from dvsynth.publish.export import DOC, staged_folder
+from dvsynth.publish.export import VIEW_COLUMNS, staged_folder
 
 SPLIT = "test"
 CARD_FILE = "README.md"
@@ -55,12 +55,7 @@ _PAIR_COLUMNS = [
     ("gold_id", pa.string()),
     ("gold_set", pa.string()),
     ("seed_id", pa.string()),
-    ("query", pa.string()),
-    ("instruction_a", pa.string()),
-    ("doc_a", DOC),
-    ("instruction_b", pa.string()),
-    ("doc_b", DOC),
-    ("other_negatives", pa.list_(DOC)),
+    *VIEW_COLUMNS,
     ("lever", pa.string()),
     ("style", pa.string()),
     ("check", pa.string()),
@@ -74,12 +69,7 @@ SCHEMAS = {
             ("gold_set", pa.string()),
             ("variant", pa.int32()),
             ("kind", pa.string()),
-            ("query", pa.string()),
-            ("instruction_a", pa.string()),
-            ("doc_a", DOC),
-            ("instruction_b", pa.string()),
-            ("doc_b", DOC),
-            ("other_negatives", pa.list_(DOC)),
+            *VIEW_COLUMNS,
         ]
     ),
 }
