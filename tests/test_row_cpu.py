@@ -304,3 +304,51 @@ def test_completion_priced_as_built_equals_priced_by_replace(local, monkeypatch)
     slow = replace(completion_from_json(data), cost_usd=cost)
     assert client._json_to_completion(data) == slow
     assert completion_from_json(data).cost_usd is None
+
+
+def test_row_timestamp_is_the_iso_second_datetime_gives():
+    from datetime import datetime, timezone
+
+    from dvsynth.generate.step import utc_now_seconds
+
+    before = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = utc_now_seconds()
+    after = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    assert before <= stamp <= after
+    assert datetime.fromisoformat(stamp).utcoffset().total_seconds() == 0
+
+
+def test_generated_row_from_plain_dicts_is_the_validated_row():
+    """Provenance and usage handed to DualView as dicts give the models the explicit
+    constructors gave: same types, same JSON as a full re-validation."""
+    from dvsynth.generate.step import Generator
+    from dvsynth.llm.client import LLMClient
+    from dvsynth.prompts import DEFAULT_PROMPTS, load_template
+    from dvsynth.records import DualView, Provenance, Seed, Usage
+
+    client = LLMClient("openai/m", api_base="http://127.0.0.1:1/v1")
+    templates = {mode: load_template(name) for mode, name in DEFAULT_PROMPTS.items()}
+    step = Generator(client, templates)
+    seed = Seed(
+        seed_id="s1",
+        query="q",
+        instruction="only 2020",
+        positive=Doc(doc_id="p", text="pos"),
+        negative=Doc(doc_id="n", text="neg"),
+        other_negatives=[Doc(doc_id="o", text="other")],
+        source="test",
+    )
+    completion = Completion(
+        text="<answer><new_instruction>x</new_instruction></answer>",
+        prompt_tokens=12,
+        completion_tokens=3,
+        cost_usd=None,
+        latency_s=0.25,
+        finish_reason="stop",
+    )
+    row = step._row(seed, "reverse", completion, instructions=("only 2020", "x"))
+    assert type(row.provenance) is Provenance and type(row.provenance.usage) is Usage
+    assert row.provenance.usage.prompt_tokens == 12 and row.provenance.cost_usd is None
+    assert row.model_dump_json() == DualView.model_validate(row.model_dump()).model_dump_json()
+    failed = step._row(seed, "reverse", None, reasons=["llm:Timeout"], failed=True)
+    assert failed.provenance.usage == Usage() and failed.status == "failed"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _FENCE = re.compile(r"^\s*```[\w-]*\s*$", re.MULTILINE)
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
@@ -48,9 +49,14 @@ def _is_none(body: str) -> bool:
     return body.strip(_QUOTES + ".").lower() == "none"
 
 
+@lru_cache(maxsize=64)
+def _tag_pattern(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"<{tag}>(.*?)(?:</{tag}>|<[a-z_/]+>|$)", re.IGNORECASE | re.DOTALL)
+
+
 def _extract(body: str, tag: str) -> str | None:
     """The text of <tag>; ends at its closing tag, the next tag, or the end of the text."""
-    match = re.search(rf"<{tag}>(.*?)(?:</{tag}>|<[a-z_/]+>|$)", body, re.IGNORECASE | re.DOTALL)
+    match = _tag_pattern(tag).search(body)
     if not match:
         return None
     value = " ".join(match.group(1).split()).strip(_QUOTES)

@@ -7,7 +7,6 @@ and the pipeline. Progress and printing are the caller's business, through callb
 
 from __future__ import annotations
 
-import asyncio
 import platform
 import tempfile
 from collections.abc import Callable
@@ -34,7 +33,8 @@ from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
 from dvsynth.records import DualView, Mode, SeedError
 from dvsynth.redact import redact
-from dvsynth.runs.pipeline import RunStats, freeze_startup_objects, run_stage
+from dvsynth.runs.loop import run_stage_loop
+from dvsynth.runs.pipeline import RunStats, run_stage
 from dvsynth.runs.store import RunStore
 from dvsynth.seeds.adapters import SeedReader
 from dvsynth.seeds.readers import describe_source, estimate_total
@@ -198,9 +198,8 @@ def generate_run(
             await client.aclose()
 
     tag = prepared.manifest["identity_sha256"][:8]
-    freeze_startup_objects()
     try:
-        asyncio.run(stage())
+        run_stage_loop(stage())
     finally:
         store.close()
     stats.filtered = reader.filtered

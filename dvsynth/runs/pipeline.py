@@ -9,7 +9,6 @@ each finished row to a callback.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -86,17 +85,6 @@ Stage = Callable[[Seed], Awaitable[DualView]]
 MAX_REPORTED_DUPLICATES = 5
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def freeze_startup_objects() -> None:
-    """Exempt everything imported so far from the cyclic garbage collector.
-
-    litellm and friends leave ~400k long-lived objects; every full collection walks
-    them all. At hundreds of rows a second those walks took a fifth of the run's time
-    (benchmarks/README.md). Objects made after this point are collected as usual.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def bounded_map(
@@ -253,13 +241,14 @@ async def run_stage(
             if on_row:
                 on_row(row, stats)
 
-    await bounded_map(
-        to_start(),
-        lambda item: unless_waiting(stage, item[0], item[0].seed_id),
-        concurrency,
-        finished,
-        commit_round,
-    )
+    with store.background_checkpoints():
+        await bounded_map(
+            to_start(),
+            lambda item: unless_waiting(stage, item[0], item[0].seed_id),
+            concurrency,
+            finished,
+            commit_round,
+        )
     return stats
 
 

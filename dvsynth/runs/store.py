@@ -14,7 +14,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from dvsynth.errors import UserError
 from dvsynth.llm.batch.ledger import BatchLedger
 from dvsynth.records import DualView, SeedError
 from dvsynth.runs.cache import ResponseCache
+from dvsynth.runs.checkpoints import checkpoints_in_background
+from dvsynth.runs.key_filter import KeyFilter, column_filter
 
 MANIFEST = "manifest.json"
 DATABASE = "dvsynth.sqlite"
@@ -94,6 +97,7 @@ class RunStore:
         self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
         self._dedup_after: bool | None = None  # set by begin_validation
         self._ledger: BatchLedger | None = None
+        self._row_ids: KeyFilter | None = None  # seed ids `rows` may hold; built on first use
 
     # ------------------------------------------------------------------ opening
 
@@ -149,6 +153,10 @@ class RunStore:
         self._commit()
         self._db.close()
 
+    def background_checkpoints(self) -> AbstractContextManager[None]:
+        """While a stage commits rows: WAL checkpoints off the event loop (`runs.checkpoints`)."""
+        return checkpoints_in_background(self._db, self.run_dir / DATABASE)
+
     def _commit(self, statement: str | None = None, params: tuple = ()) -> None:
         """Waiting cached answers plus one statement, in one transaction."""
         if not self.cache.has_pending:
@@ -165,10 +173,23 @@ class RunStore:
 
     def generated_state(self, seed_id: str) -> tuple[int, str] | None:
         """(ordinal, generate status) of a seed's row, or None: what resuming needs."""
+        if seed_id not in self._stored_row_ids():
+            return None  # certainly no row: no SQLite read
         row = self._db.execute(
             "SELECT ordinal, status FROM rows WHERE seed_id = ?", (seed_id,)
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def _stored_row_ids(self) -> KeyFilter:
+        if self._row_ids is None:
+            self._row_ids = column_filter(self._db, "rows", "seed_id")
+        return self._row_ids
+
+    def _inserted(self, seed_ids: Iterable[str]) -> None:
+        """Rows just inserted: `generated_state` must not skip them."""
+        if self._row_ids is not None:
+            for seed_id in seed_ids:
+                self._row_ids.add(seed_id)
 
     _PUT_ROW = (
         "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at, "
@@ -187,19 +208,17 @@ class RunStore:
             generated_outcome(row.status),
         )
 
-    def put_row(self, row: DualView, ordinal: int) -> None:
-        """A generated row (new, or a retry of a failed one): its validation starts over."""
-        self._commit(self._PUT_ROW, self._row_values(row, ordinal, time.time()))
-
     def put_rows(self, rows: list[tuple[DualView, int]]) -> None:
-        """`put_row` for (row, ordinal) pairs, with the waiting answers, in one
-        transaction: all are committed, or none (a kill before the commit)."""
+        """Generated rows (new, or retries of failed ones: their validation starts over)
+        as (row, ordinal) pairs, with the waiting answers, in one transaction: all are
+        committed, or none (a kill before the commit)."""
         now = time.time()
         values = [self._row_values(row, ordinal, now) for row, ordinal in rows]
         with self._db:
             self._db.execute("BEGIN")
             self.cache.flush_into(self._db)
             self._db.executemany(self._PUT_ROW, values)
+        self._inserted(row.seed_id for row, _ in rows)
 
     def put_duplicate(self, location: str, seed_id: str) -> None:
         self._db.execute(
@@ -373,7 +392,7 @@ class RunStore:
         """The run's batch requests and batches (`llm.batch.ledger`), same database."""
         if self._ledger is None:
             self._commit()  # answers waiting for a row go first: the ledger commits on its own
-            self._ledger = BatchLedger(self._db)
+            self._ledger = BatchLedger(self._db, on_responses=self.cache.stored)
         return self._ledger
 
     def status_counts(self) -> dict[str, int]:

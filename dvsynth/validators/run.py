@@ -11,7 +11,6 @@ on every invocation, so adding a shard later dedups against the earlier ones.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -34,7 +33,8 @@ from dvsynth.llm.batch.rounds import (
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import load_template
 from dvsynth.records import DualView
-from dvsynth.runs.pipeline import bounded_map, freeze_startup_objects, unless_waiting
+from dvsynth.runs.loop import run_stage_loop
+from dvsynth.runs.pipeline import bounded_map, unless_waiting
 from dvsynth.runs.store import RunStore, read_manifest
 from dvsynth.validators.dedup import Dedup, pair_text
 from dvsynth.validators.instruction_check import InstructionCheck
@@ -201,7 +201,6 @@ def validate_runs(
         pending = sum(s.count_pending_validation(digest) for s in stores)
         if on_start:
             on_start(pending)
-        freeze_startup_objects()
         if config.dedup and not config.dry_run:
             # Dedup compares the rows of exactly the runs given, so it is redone on every
             # invocation; until it ends, kept rows are pending (a kill leaves them so).
@@ -210,7 +209,7 @@ def validate_runs(
         if pending:
             # One event loop for every run directory: the client's pooled connections and
             # limits belong to the loop that made them.
-            asyncio.run(
+            run_stage_loop(
                 _validate_stores(stores, validator, digest, config, stats, on_row, on_batch_status)
             )
         if config.dry_run and stats.estimate is None:  # nothing pending: nothing to send
@@ -337,9 +336,10 @@ async def _validate_store(
         if on_row:
             on_row(row, stats)
 
-    await bounded_map(
-        rows, lambda row: unless_waiting(validator, row, row.seed_id), concurrency, finished
-    )
+    with store.background_checkpoints():
+        await bounded_map(
+            rows, lambda row: unless_waiting(validator, row, row.seed_id), concurrency, finished
+        )
 
 
 def _count(stats: ValidateStats, row: DualView, outcome: StepOutcome) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +104,14 @@ class Queued:
 class BatchLedger:
     """`batch_requests` and `batches` of one run database."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        on_responses: Callable[[Iterable[str]], None] | None = None,
+    ) -> None:
         self._db = db
+        # Told the cache keys this ledger writes to `responses` (`runs.cache.stored`).
+        self._on_responses = on_responses
         db.executescript(_SCHEMA)
 
     # ------------------------------------------------------------------ requests
@@ -329,6 +335,8 @@ class BatchLedger:
                     for key, state, spend, code, error in outcomes
                 ],
             )
+        if self._on_responses is not None:
+            self._on_responses(key for key, _ in responses)
 
     def attempts(self, key: str) -> int:
         row = self._db.execute(
