@@ -1,9 +1,10 @@
 """The practical ceiling: a minimal asyncio HTTP client (aiohttp, no framework).
 
 Sends every prompt of a JSONL file ({"id", "prompt"}) once as a chat completion, at
-most C in flight, and prints {"n", "ok"}. Used by throughput.py as the reference.
+most C in flight, and prints {"n", "ok"}. Used by throughput.py as the reference;
+`--uvloop` runs the same loop on uvloop, the event loop dvsynth's stages use.
 
-    python benchmarks/raw_client.py --prompts P.jsonl --api-base URL --concurrency C
+    python benchmarks/raw_client.py --prompts P.jsonl --api-base URL --concurrency C [--uvloop]
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def main() -> None:
     parser.add_argument("--api-base", required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        uvloop.install()
     with open(args.prompts, encoding="utf-8") as handle:
         prompts = [json.loads(line)["prompt"] for line in handle]
     ok = asyncio.run(run(prompts, args.api_base, args.concurrency, args.model))

@@ -8,6 +8,7 @@ prompts are sent (the exact bootstrap prompts dvsynth renders for N msmarco seed
     picks the lean HTTP client for an OpenAI-compatible --api-base);
   * dvsynth-litellm: the same with `--transport litellm` (litellm's OpenAI client path);
   * raw:      benchmarks/raw_client.py, a bare aiohttp client (the practical ceiling);
+  * raw-uvloop: the same bare client on uvloop, the event loop dvsynth's stages use;
   * curator:  benchmarks/curator_client.py, bespokelabs-curator in /work/curator-venv.
 
 Achieved requests/s is measured by the server (first request in to last response out),
@@ -23,7 +24,7 @@ the client's CPU per request shows in its throughput. `--startup N` times a one-
 `dvsynth generate` against `dvsynth --help` (wall seconds, median of N).
 
     python benchmarks/throughput.py [--n 5000] [--concurrency 32 128 512] [--repeats 3]
-        [--clients dvsynth dvsynth-litellm raw curator] [--rss-sizes 10000 100000]
+        [--clients dvsynth dvsynth-litellm raw raw-uvloop curator] [--rss-sizes 10000 100000]
         [--servers aiohttp threaded] [--startup 5]
 """
 
@@ -165,10 +166,10 @@ def client_command(
         return command + (["--limit", str(limit)] if limit else [])
     python, script = (
         (sys.executable, "benchmarks/raw_client.py")
-        if client == "raw"
+        if client.startswith("raw")
         else (str(CURATOR_PYTHON), "benchmarks/curator_client.py")
     )
-    return [
+    command = [
         python,
         script,
         "--prompts",
@@ -178,6 +179,7 @@ def client_command(
         "--concurrency",
         str(c),
     ]
+    return command + (["--uvloop"] if client == "raw-uvloop" else [])
 
 
 def startup(seeds: Path, server: Server, repeats: int) -> dict:
@@ -317,7 +319,7 @@ def print_tables(report: dict, args) -> None:
     for kind in args.servers:
         for c in args.concurrency:
             ours = by.get((kind, "dvsynth", c))
-            for ref in ("dvsynth-litellm", "raw", "curator"):
+            for ref in ("dvsynth-litellm", "raw", "raw-uvloop", "curator"):
                 theirs = by.get((kind, ref, c))
                 if ours and theirs:
                     rps = ours["median_rps"] / theirs["median_rps"]

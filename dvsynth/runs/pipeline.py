@@ -9,6 +9,7 @@ each finished row to a callback.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from dvsynth.errors import AwaitingBatch, UserError
 from dvsynth.llm.batch.session import current_row
 from dvsynth.records import DualView, Seed, SeedError
+from dvsynth.runs.commit_window import CommitWindow
 from dvsynth.runs.store import RunStore
 
 
@@ -92,18 +94,13 @@ async def bounded_map(
     work: Callable[[T], Awaitable[R]],
     concurrency: int,
     on_done: Callable[[T, R], None],
-    on_round: Callable[[], None] | None = None,
 ) -> None:
     """`work(item)` for every item, at most `concurrency` at once; `on_done(item, result)`
     as each finishes. Items are pulled lazily, so a stream of any length fits in memory.
 
-    `on_round()` follows the `on_done` calls of the items that finished together (one
-    wake-up of the event loop), before anything else runs or another item is pulled:
-    where `on_done` only queues a result, `on_round` can commit the lot at once.
-
     An error from `work` (or from the iterator) cancels what is in flight; results that
-    finished meanwhile still reach `on_done` (and `on_round`), so a fatal error or an
-    interrupt loses nothing that was done.
+    finished meanwhile still reach `on_done`, so a fatal error or an interrupt loses
+    nothing that was done.
     """
     in_flight: dict[asyncio.Future[R], T] = {}
     # Tasks that finished, in order, and the future drain() sleeps on: O(1) per row, where
@@ -125,13 +122,9 @@ async def bounded_map(
                     await wakeup[0]
                 finally:
                     wakeup.clear()
-            try:
-                while finished:
-                    task = finished.popleft()
-                    on_done(in_flight.pop(task), task.result())  # an error propagates here
-            finally:
-                if on_round:
-                    on_round()
+            while finished:
+                task = finished.popleft()
+                on_done(in_flight.pop(task), task.result())  # an error propagates here
 
     try:
         for item in items:
@@ -148,8 +141,6 @@ async def bounded_map(
             for item, result in zip(list(in_flight.values()), results, strict=True):
                 if not isinstance(result, BaseException):
                     on_done(item, result)
-            if on_round:
-                on_round()
 
 
 async def run_stage(
@@ -215,40 +206,33 @@ async def run_stage(
             claimed[item.seed_id] = ordinal
             yield item, ordinal
 
-    done: list[tuple[DualView, int]] = []  # finished in this wake-up, not yet committed
+    window: CommitWindow[tuple[DualView, int]] = CommitWindow(store.put_rows)
+
+    async def generate(item: tuple[Seed, int]) -> DualView | None:
+        """The row, committed with the answers it used before it counts as done: its
+        slot of `concurrency` stays taken until then (`runs.commit_window`)."""
+        seed, ordinal = item
+        started = time.perf_counter()
+        row = await unless_waiting(stage, seed, seed.seed_id)
+        if row is not None and commit:
+            await window.commit((row, ordinal), time.perf_counter() - started)
+        return row
 
     def finished(item: tuple[Seed, int], row: DualView | None) -> None:
-        seed, ordinal = item
+        seed, _ = item
+        claimed.pop(seed.seed_id, None)  # committed: the store answers for it from now on
         if row is None:  # waits on a batch: the next pass finishes it
-            claimed.pop(seed.seed_id, None)
             stats.waiting += 1
             return
-        done.append((row, ordinal))
+        stats.add(row)
+        if on_row:
+            on_row(row, stats)
 
-    def commit_round() -> None:
-        """The rows that finished together, in one transaction (with their answers):
-        committed before any other row starts or the next answer is read, so a kill
-        still loses only calls in flight, at a fraction of a commit per row."""
-        if not done:
-            return
-        rows = done[:]
-        done.clear()
-        if commit:
-            store.put_rows(rows)
-        for row, _ in rows:
-            claimed.pop(row.seed_id, None)  # the store answers for it from now on
-            stats.add(row)
-            if on_row:
-                on_row(row, stats)
-
-    with store.background_checkpoints():
-        await bounded_map(
-            to_start(),
-            lambda item: unless_waiting(stage, item[0], item[0].seed_id),
-            concurrency,
-            finished,
-            commit_round,
-        )
+    try:
+        with store.background_checkpoints():
+            await bounded_map(to_start(), generate, concurrency, finished)
+    finally:
+        window.flush()
     return stats
 
 

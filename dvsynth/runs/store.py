@@ -157,17 +157,13 @@ class RunStore:
         """While a stage commits rows: WAL checkpoints off the event loop (`runs.checkpoints`)."""
         return checkpoints_in_background(self._db, self.run_dir / DATABASE)
 
-    def _commit(self, statement: str | None = None, params: tuple = ()) -> None:
-        """Waiting cached answers plus one statement, in one transaction."""
+    def _commit(self) -> None:
+        """Commit the cached answers that wait for a row (none do at a stage's end)."""
         if not self.cache.has_pending:
-            if statement:
-                self._db.execute(statement, params)
             return
         with self._db:
             self._db.execute("BEGIN")
             self.cache.flush_into(self._db)
-            if statement:
-                self._db.execute(statement, params)
 
     # ------------------------------------------------------------------ rows
 
@@ -308,20 +304,27 @@ class RunStore:
                 last = (ordinal, seed_id)
                 yield DualView.model_validate_json(record)
 
-    def put_validated(self, row: DualView, settings: str) -> None:
-        """A row checked by rules / check / judge; kept rows still wait for dedup when
-        the run's validation has it."""
+    def put_validated(self, rows: list[DualView], settings: str) -> None:
+        """Rows checked by rules / check / judge, with the waiting answers, in one
+        transaction; kept rows still wait for dedup when the run's validation has it."""
         if self._dedup_after is None:
             raise RuntimeError("put_validated before begin_validation")
-        if row.status == "kept":
-            outcome = "pending" if self._dedup_after else "verified"
-        else:
-            outcome = row.status
-        self._commit(
-            "UPDATE rows SET validation = ?, checked = ?, checked_status = ?, dedup = NULL, "
-            "outcome = ?, updated_at = ? WHERE seed_id = ?",
-            (settings, row.model_dump_json(), row.status, outcome, time.time(), row.seed_id),
-        )
+        now = time.time()
+        values = []
+        for row in rows:
+            if row.status == "kept":
+                outcome = "pending" if self._dedup_after else "verified"
+            else:
+                outcome = row.status
+            values.append((settings, row.model_dump_json(), row.status, outcome, now, row.seed_id))
+        with self._db:
+            self._db.execute("BEGIN")
+            self.cache.flush_into(self._db)
+            self._db.executemany(
+                "UPDATE rows SET validation = ?, checked = ?, checked_status = ?, "
+                "dedup = NULL, outcome = ?, updated_at = ? WHERE seed_id = ?",
+                values,
+            )
 
     def reset_dedup(self, settings: str) -> None:
         """Rows waiting to be deduplicated again (rows joined the comparison)."""

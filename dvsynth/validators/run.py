@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from dvsynth.llm.batch.rounds import (
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import load_template
 from dvsynth.records import DualView
+from dvsynth.runs.commit_window import CommitWindow
 from dvsynth.runs.loop import run_stage_loop
 from dvsynth.runs.pipeline import bounded_map, unless_waiting
 from dvsynth.runs.store import RunStore, read_manifest
@@ -323,6 +325,17 @@ async def _validate_store(
 ) -> None:
     """Validate `rows` with at most `concurrency` in flight, committing each as it ends
     (`commit` False: a dry run, which only learns what calls it would send)."""
+    window: CommitWindow[DualView] = CommitWindow(
+        lambda checked: store.put_validated(checked, settings_hash)
+    )
+
+    async def check(row: DualView) -> tuple[DualView, StepOutcome] | None:
+        """The checked row, committed before it counts as done (`runs.commit_window`)."""
+        started = time.perf_counter()
+        result = await unless_waiting(validator, row, row.seed_id)
+        if result is not None and commit:
+            await window.commit(result[0], time.perf_counter() - started)
+        return result
 
     def finished(_: DualView, result: tuple[DualView, StepOutcome] | None) -> None:
         if result is None:  # waits on a batch: the next pass finishes it
@@ -331,15 +344,15 @@ async def _validate_store(
         row, outcome = result
         if not commit:
             return
-        store.put_validated(row, settings_hash)
         _count(stats, row, outcome)
         if on_row:
             on_row(row, stats)
 
-    with store.background_checkpoints():
-        await bounded_map(
-            rows, lambda row: unless_waiting(validator, row, row.seed_id), concurrency, finished
-        )
+    try:
+        with store.background_checkpoints():
+            await bounded_map(rows, check, concurrency, finished)
+    finally:
+        window.flush()
 
 
 def _count(stats: ValidateStats, row: DualView, outcome: StepOutcome) -> None:
