@@ -147,3 +147,19 @@ def test_four_rows_in_close_the_window_without_waiting_out_its_time():
     took = asyncio.run(main())
     assert writes == [[10, 11, 12, 13, 14, 15]]  # the whole wake-up, in one commit
     assert took < commit_window.MAX_WAIT_S / 2
+
+
+def test_a_row_cancelled_after_its_commit_failed_still_raises_the_error():
+    def write(items: list[int]) -> None:
+        raise OSError("disk full")
+
+    async def main() -> list[object]:
+        window: CommitWindow[int] = CommitWindow(write)
+        task = asyncio.ensure_future(window.commit(1, row_time_s=1.0))
+        await asyncio.sleep(0)  # the row waits for its window
+        window.flush()  # the commit fails; the task has not resumed yet
+        task.cancel()
+        return await asyncio.gather(task, return_exceptions=True)
+
+    [result] = asyncio.run(main())
+    assert isinstance(result, OSError)

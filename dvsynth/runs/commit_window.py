@@ -76,20 +76,23 @@ class CommitWindow(Generic[T]):
             self._timer = loop.call_soon(self.flush)
             self._closing = True
         try:
-            await asyncio.shield(waiter)
+            await waiter
         except asyncio.CancelledError:
             # Cancelled (a fatal error elsewhere, Ctrl-C) while waiting: commit now, so the
             # row is kept and reported like every row finished before the interrupt.
-            self.flush()
-            waiter.result()  # a failed commit still raises its own error
+            error = self.flush()
+            if waiter.done() and not waiter.cancelled():
+                waiter.result()  # committed before the interrupt, or its commit's error
+            elif error is not None:
+                raise error from None
 
-    def flush(self) -> None:
-        """Commit what waits, now."""
+    def flush(self) -> BaseException | None:
+        """Commit what waits, now; the error that stopped the commit, if any."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self._items:
-            return
+            return None
         items, waiters = self._items, self._waiters
         self._items, self._waiters = [], []
         try:
@@ -98,10 +101,11 @@ class CommitWindow(Generic[T]):
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
-            return
+            return exc
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        return None
 
 
 def _average(average: float | None, value: float) -> float:

@@ -1,11 +1,12 @@
 """The run store: `manifest.json` plus one SQLite database (WAL) holding every row and the
 stage it reached (its outcome), bad seed rows, and the response cache (`runs.cache`).
 
-Each finished row is committed with the answers it used in one transaction (the rows
-that finish in the same wake-up of the event loop share it, `put_rows`), before any other
-work, so a kill at any instant loses at most the calls in flight. SQLite in WAL mode with
-synchronous=NORMAL survives a killed process (not a power cut), costs one fsync per
-checkpoint rather than per row, and lets `stats` read while `generate` writes.
+Each finished row is committed with the answers it used in one transaction (rows that
+finish within a few milliseconds share it, `put_rows` via `runs.commit_window`), and
+counts as done only then, so a kill at any instant loses at most the calls in flight.
+SQLite in WAL mode with synchronous=NORMAL survives a killed process (not a power cut),
+costs one fsync per checkpoint rather than per row (checkpoints run off the event loop,
+`runs.checkpoints`), and lets `stats` read while `generate` writes.
 """
 
 from __future__ import annotations
