@@ -163,3 +163,19 @@ def test_a_row_cancelled_after_its_commit_failed_still_raises_the_error():
 
     [result] = asyncio.run(main())
     assert isinstance(result, OSError)
+
+
+def test_at_concurrency_one_a_row_never_waits_for_others():
+    writes: list[list[int]] = []
+
+    async def main() -> float:
+        window: CommitWindow[int] = CommitWindow(writes.append, concurrency=1)
+        for i in range(3):  # slow rows: the window would be 50 ms
+            await window.commit(i, row_time_s=10.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await window.commit(3, row_time_s=10.0)
+        return loop.time() - started
+
+    assert asyncio.run(main()) < commit_window.MAX_WAIT_S / 2
+    assert writes == [[0], [1], [2], [3]]

@@ -34,8 +34,13 @@ _SMOOTHING = 0.1  # weight of the newest row in the running average of row time
 class CommitWindow(Generic[T]):
     """Collects finished items and hands them to `write` (one transaction) in groups."""
 
-    def __init__(self, write: Callable[[list[T]], None]) -> None:
+    def __init__(
+        self, write: Callable[[list[T]], None], concurrency: int = ROWS_PER_COMMIT
+    ) -> None:
         self._write = write
+        # Rows enough to commit without waiting: fewer where fewer can be in flight (at
+        # --concurrency 1 no other row could join, so none waits).
+        self._enough = max(1, min(ROWS_PER_COMMIT, concurrency))
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -63,13 +68,14 @@ class CommitWindow(Generic[T]):
         waiter: asyncio.Future[None] = loop.create_future()
         self._items.append(item)
         self._waiters.append(waiter)
+        enough = len(self._items) >= self._enough
         if len(self._items) >= MAX_ROWS:
             self.flush()
         elif self._timer is None:
-            wait = self.wait_s
+            wait = 0.0 if enough else self.wait_s
             self._timer = loop.call_later(wait, self.flush) if wait else loop.call_soon(self.flush)
             self._closing = not wait
-        elif len(self._items) >= ROWS_PER_COMMIT and not self._closing:
+        elif enough and not self._closing:
             # Enough rows: close the window at the end of this wake-up of the loop (rows
             # finishing in it still join), not when its time is up.
             self._timer.cancel()

@@ -206,7 +206,7 @@ async def run_stage(
             claimed[item.seed_id] = ordinal
             yield item, ordinal
 
-    window: CommitWindow[tuple[DualView, int]] = CommitWindow(store.put_rows)
+    window: CommitWindow[tuple[DualView, int]] = CommitWindow(store.put_rows, concurrency)
 
     async def generate(item: tuple[Seed, int]) -> DualView | None:
         """The row, committed with the answers it used before it counts as done: its

@@ -326,7 +326,7 @@ async def _validate_store(
     """Validate `rows` with at most `concurrency` in flight, committing each as it ends
     (`commit` False: a dry run, which only learns what calls it would send)."""
     window: CommitWindow[DualView] = CommitWindow(
-        lambda checked: store.put_validated(checked, settings_hash)
+        lambda checked: store.put_validated(checked, settings_hash), concurrency
     )
 
     async def check(row: DualView) -> tuple[DualView, StepOutcome] | None:
