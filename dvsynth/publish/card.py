@@ -46,6 +46,12 @@ HUB_LICENSES = frozenset(
 TAGS = ["instruction-following", "information-retrieval", "dual-view", "synthetic", "dvsynth"]
 
 
+def release_tag(version: str) -> str:
+    """The revision a card tells readers to load: the tag `push` makes (vX.Y.Z), or
+    main for a version that is no release."""
+    return f"v{version}" if version[:1].isdigit() else "main"
+
+
 def check_license(license_id: str) -> str:
     if license_id not in HUB_LICENSES:
         raise UserError(
@@ -214,7 +220,7 @@ def build_card(
         template_path=str(TEMPLATE),
         title=card_data.pretty_name,
         version=options.version,
-        tag=f"v{options.version}" if options.version[:1].isdigit() else "main",
+        tag=release_tag(options.version),
         repo=options.repo,
         dvsynth_version=__version__,
         modes_text=modes_text,

@@ -41,7 +41,13 @@ from dvsynth.evaluate.gold import (
     pair_row,
     read_gold_sets,
 )
-from dvsynth.publish.card import HISTORY_KEY, check_license, check_metadata, size_category
+from dvsynth.publish.card import (
+    HISTORY_KEY,
+    check_license,
+    check_metadata,
+    release_tag,
+    size_category,
+)
 from dvsynth.publish.export import VIEW_COLUMNS, staged_folder
 
 SPLIT = "test"
@@ -279,7 +285,7 @@ def build_gold_card(report: GoldExport, options: CardOptions) -> DatasetCard:
         template_path=str(TEMPLATE),
         title=card_data.pretty_name,
         version=options.version,
-        tag=f"v{options.version}" if options.version[:1].isdigit() else "main",
+        tag=release_tag(options.version),
         repo=options.repo,
         dvsynth_version=__version__,
         rows=report.rows,

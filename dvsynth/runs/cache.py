@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from dvsynth.runs.key_filter import KeyFilter, column_filter
+from dvsynth.runs.key_filter import ColumnKeys
 
 
 class ResponseCache:
@@ -23,7 +23,7 @@ class ResponseCache:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._pending: dict[str, str] = {}
-        self._stored: KeyFilter | None = None  # keys the table may hold; built on first use
+        self._stored = ColumnKeys(db, "responses", "key")  # keys the table may hold
 
     @property
     def has_pending(self) -> bool:
@@ -33,7 +33,7 @@ class ResponseCache:
         pending = self._pending.get(key)
         if pending is not None:
             return json.loads(pending)
-        if key not in self._stored_keys():
+        if not self._stored.may_hold(key):
             return None  # certainly not in the table: no SQLite read
         row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
@@ -54,11 +54,4 @@ class ResponseCache:
     def stored(self, keys: Iterable[str]) -> None:
         """Keys just written to the table, here or by the batch ledger: every writer of
         `responses` in this process tells the filter, or a lookup would miss them."""
-        if self._stored is not None:  # else the filter, when built, reads them
-            for key in keys:
-                self._stored.add(key)
-
-    def _stored_keys(self) -> KeyFilter:
-        if self._stored is None:
-            self._stored = column_filter(self._db, "responses", "key")
-        return self._stored
+        self._stored.added(keys)

@@ -50,8 +50,24 @@ class KeyFilter:
         return True
 
 
-def column_filter(db: sqlite3.Connection, table: str, column: str) -> KeyFilter:
-    """The filter of every value a table's key column holds now, sized for them."""
-    (count,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-    values = (value for (value,) in db.execute(f"SELECT {column} FROM {table}"))
-    return KeyFilter(values, expected=count)
+class ColumnKeys:
+    """The keys a table's column may hold: a `KeyFilter` read from the table on the first
+    question (a run opened only to read never pays for it), then kept up to date by
+    `added`, which every writer of the column in this process must call."""
+
+    def __init__(self, db: sqlite3.Connection, table: str, column: str) -> None:
+        self._db, self._table, self._column = db, table, column
+        self._filter: KeyFilter | None = None
+
+    def may_hold(self, key: str) -> bool:
+        """False: certainly not in the table. True: ask the table."""
+        if self._filter is None:
+            (count,) = self._db.execute(f"SELECT COUNT(*) FROM {self._table}").fetchone()
+            values = self._db.execute(f"SELECT {self._column} FROM {self._table}")
+            self._filter = KeyFilter((value for (value,) in values), expected=count)
+        return key in self._filter
+
+    def added(self, keys: Iterable[str]) -> None:
+        if self._filter is not None:  # else the filter, when built, reads them
+            for key in keys:
+                self._filter.add(key)

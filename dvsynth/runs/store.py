@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from dvsynth.llm.batch.ledger import BatchLedger
 from dvsynth.records import DualView, SeedError
 from dvsynth.runs.cache import ResponseCache
 from dvsynth.runs.checkpoints import checkpoints_in_background
-from dvsynth.runs.key_filter import KeyFilter, column_filter
+from dvsynth.runs.key_filter import ColumnKeys
 
 MANIFEST = "manifest.json"
 DATABASE = "dvsynth.sqlite"
@@ -98,7 +98,7 @@ class RunStore:
         self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
         self._dedup_after: bool | None = None  # set by begin_validation
         self._ledger: BatchLedger | None = None
-        self._row_ids: KeyFilter | None = None  # seed ids `rows` may hold; built on first use
+        self._row_ids = ColumnKeys(self._db, "rows", "seed_id")  # seed ids `rows` may hold
 
     # ------------------------------------------------------------------ opening
 
@@ -170,23 +170,12 @@ class RunStore:
 
     def generated_state(self, seed_id: str) -> tuple[int, str] | None:
         """(ordinal, generate status) of a seed's row, or None: what resuming needs."""
-        if seed_id not in self._stored_row_ids():
+        if not self._row_ids.may_hold(seed_id):
             return None  # certainly no row: no SQLite read
         row = self._db.execute(
             "SELECT ordinal, status FROM rows WHERE seed_id = ?", (seed_id,)
         ).fetchone()
         return None if row is None else (row[0], row[1])
-
-    def _stored_row_ids(self) -> KeyFilter:
-        if self._row_ids is None:
-            self._row_ids = column_filter(self._db, "rows", "seed_id")
-        return self._row_ids
-
-    def _inserted(self, seed_ids: Iterable[str]) -> None:
-        """Rows just inserted: `generated_state` must not skip them."""
-        if self._row_ids is not None:
-            for seed_id in seed_ids:
-                self._row_ids.add(seed_id)
 
     _PUT_ROW = (
         "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at, "
@@ -215,7 +204,7 @@ class RunStore:
             self._db.execute("BEGIN")
             self.cache.flush_into(self._db)
             self._db.executemany(self._PUT_ROW, values)
-        self._inserted(row.seed_id for row, _ in rows)
+        self._row_ids.added(row.seed_id for row, _ in rows)  # `generated_state` finds them
 
     def put_duplicate(self, location: str, seed_id: str) -> None:
         self._db.execute(
