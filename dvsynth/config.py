@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dvsynth.errors import UserError
 from dvsynth.prompts import DEFAULT_CHECK_PROMPT, DEFAULT_JUDGE_PROMPT
@@ -141,6 +141,59 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+_FORBID = ConfigDict(extra="forbid")
+
+
+class LengthRuleOptions(BaseModel):
+    """Rule `length` (validators.rules.length): bounds on an instruction's words."""
+
+    model_config = _FORBID
+    min_words: int = Field(4, ge=0)
+    max_words: int = Field(80, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LengthRuleOptions:
+        if self.min_words > self.max_words:
+            raise ValueError(
+                f"min_words {self.min_words} is above max_words {self.max_words}: "
+                "every row would be rejected"
+            )
+        return self
+
+
+class LeakageRuleOptions(BaseModel):
+    """Rule `leakage`: a span of `span_words` words copied at `min_similarity` (0-100]."""
+
+    model_config = _FORBID
+    span_words: int = Field(8, ge=2)
+    min_similarity: float = Field(95.0, gt=0.0, le=100.0)
+
+
+class RewordingRuleOptions(BaseModel):
+    """Rule `rewording`: b restates a above `max_similarity` (0-100]."""
+
+    model_config = _FORBID
+    max_similarity: float = Field(85.0, gt=0.0, le=100.0)
+
+
+class RuleOptions(BaseModel):
+    """The built-in rules' thresholds, bounded here so that the CLI, a recipe and the
+    library refuse the same values; a rule not named keeps its defaults."""
+
+    model_config = _FORBID
+    length: LengthRuleOptions | None = None
+    leakage: LeakageRuleOptions | None = None
+    rewording: RewordingRuleOptions | None = None
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """{rule: the options given} for `validators.rules.build_rules`."""
+        return {
+            name: options.model_dump(exclude_unset=True)
+            for name in type(self).model_fields
+            if (options := getattr(self, name)) is not None
+        }
+
+
 class ValidateConfig(CallSettings, EngineSettings):
     """`dvsynth validate` (and `calibrate`): the runs, each step's settings, the judge."""
 
@@ -154,7 +207,7 @@ class ValidateConfig(CallSettings, EngineSettings):
     judge_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     judge_max_tokens: int = Field(16, ge=1)
     judge_logprobs: bool = True
-    rule_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rule_options: RuleOptions = Field(default_factory=RuleOptions)
     disabled_rules: list[str] = Field(default_factory=list)
     custom_validators: list[str] = Field(default_factory=list)
     judge_negatives: bool = True  # judge each other negative under view b

@@ -98,3 +98,24 @@ def comparable_rows(rows: list[dict]) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def write_seeds(path: Path, count: int) -> Path:
+    """`count` distinct reverse-mode seeds (ids s0..), for runs that must last a while."""
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(count):
+            row = {
+                "id": f"s{i}",
+                "query": f"effects of caffeine on sleep, case {i}",
+                "instruction": "Only human laboratory studies; no surveys.",
+                "positive": {
+                    "doc_id": f"p{i}",
+                    "text": f"In a sleep laboratory {i} adults slept less.",
+                },
+                "negative": {
+                    "doc_id": f"n{i}",
+                    "text": f"An online survey of {i} coffee drinkers.",
+                },
+            }
+            f.write(json.dumps(row) + "\n")
+    return path

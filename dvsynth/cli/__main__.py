@@ -1,5 +1,5 @@
 """`python -m dvsynth.cli`: the same entry point as the `dvsynth` console script."""
 
-from dvsynth.cli.app import main
+from dvsynth.cli import main
 
 main()

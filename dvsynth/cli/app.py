@@ -7,13 +7,11 @@ exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from dvsynth import __version__
 from dvsynth.config import DEFAULT_MODEL, GenerateConfig
@@ -28,7 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
 
 BatchOption = Annotated[
     bool,
@@ -875,46 +872,11 @@ def mine(
     )
 
 
-def _click_kind(exc: BaseException) -> str | None:
-    """'exit', 'abort' or 'usage' for click's own exceptions, else None.
-
-    Matched by class name along the MRO: typer 0.29+ raises the classes of its vendored
-    copy of click (`typer._click`), which are not `click`'s, and older typers raise
-    click's. Both must end the same way.
-    """
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "Exit" in names:
-        return "exit"
-    if "Abort" in names:
-        return "abort"
-    if "ClickException" in names and callable(getattr(exc, "show", None)):
-        return "usage"
-    return None
-
-
 def main() -> None:
-    """Console entry point: user errors become one line and exit code 2."""
-    try:
-        code = app(standalone_mode=False)
-    except UserError as exc:
-        # The message is text, not markup: `pip install "dvsynth[ray]"` must print as is.
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted: finished rows are saved; rerun the same command to resume")
-        sys.exit(130)
-    except Exception as exc:  # click's (or typer's vendored click's) usage errors
-        kind = _click_kind(exc)
-        if kind == "exit":
-            sys.exit(getattr(exc, "exit_code", 0))
-        if kind == "abort":
-            sys.exit(130)
-        if kind != "usage":
-            raise
-        exc.show()  # type: ignore[attr-defined]  # usage line + "Error: ..." (or the help)
-        sys.exit(getattr(exc, "exit_code", 2) or 2)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    """Console entry point, under the CLI's one error boundary (`cli.boundary`)."""
+    from dvsynth.cli.boundary import run_command
+
+    run_command()
 
 
 if __name__ == "__main__":

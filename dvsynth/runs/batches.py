@@ -28,7 +28,7 @@ _DONE = TERMINAL | {"collected", FILE_PROVIDER, "submitting"}
 def _stores(runs: list[Path]) -> list[RunStore]:
     if not runs:
         raise UserError("give at least one run directory")
-    return [RunStore.open_existing(run) for run in runs]
+    return RunStore.open_many(runs, writer=True)
 
 
 def _provider(batch: Batch) -> BatchProvider:

@@ -20,7 +20,7 @@ def iter_runs(run_dirs: Sequence[Path]) -> Iterator[DualView]:
     is a UserError."""
     if not run_dirs:
         raise UserError("give at least one run directory")
-    stores = [RunStore.open_existing(Path(d)) for d in run_dirs]  # all checked before reading
+    stores = RunStore.open_many([Path(d) for d in run_dirs])  # all checked before reading
     seen: set[str] = set()
     try:
         for store in stores:

@@ -19,10 +19,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from dvsynth.errors import UserError
+from dvsynth.llm.batch.ledger import _SCHEMA as LEDGER_SCHEMA
 from dvsynth.llm.batch.ledger import BatchLedger
 from dvsynth.records import DualView, SeedError
+from dvsynth.runs import lock
 from dvsynth.runs.cache import ResponseCache
 from dvsynth.runs.checkpoints import checkpoints_in_background
 from dvsynth.runs.key_filter import ColumnKeys
@@ -37,7 +40,12 @@ CREATE TABLE IF NOT EXISTS rows (
     ordinal INTEGER NOT NULL,
     status TEXT NOT NULL,
     record TEXT NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    validation TEXT,
+    checked TEXT,
+    checked_status TEXT,
+    dedup TEXT,
+    outcome TEXT
 );
 CREATE TABLE IF NOT EXISTS duplicates (
     location TEXT PRIMARY KEY,
@@ -86,73 +94,151 @@ def generated_outcome(status: str) -> str:
 
 
 class RunStore:
-    """Rows and their stage, cached responses and bad-seed reports of one run directory."""
+    """Rows and their stage, cached responses and bad-seed reports of one run directory.
 
-    def __init__(self, run_dir: Path) -> None:
+    A writer (`open`, `open_existing(writer=True)`) holds the run's lock (`runs.lock`) from
+    before the database is touched until `close`; a reader takes no lock and never
+    creates, migrates or changes the database.
+    """
+
+    def __init__(self, run_dir: Path, *, writer: bool, create: bool = False) -> None:
         self.run_dir = Path(run_dir)
-        self._db = sqlite3.connect(self.run_dir / DATABASE, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        self.writer = writer
+        path = self.run_dir / DATABASE
+        if not create:
+            _check_present(path)
+        if writer:
+            lock.acquire(self.run_dir)
+        try:
+            self._db = _connect(path, create=create)
+            self._prepare(path)
+        except BaseException:
+            if writer:
+                lock.release(self.run_dir)
+            raise
+        _OPEN[id(self)] = path
         self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
         self._dedup_after: bool | None = None  # set by begin_validation
         self._ledger: BatchLedger | None = None
         self._row_ids = ColumnKeys(self._db, "rows", "seed_id")  # seed ids `rows` may hold
 
+    def _prepare(self, path: Path) -> None:
+        """WAL mode and the full schema (writers), or a check that the schema is current
+        (readers; an older database is migrated under the lock, if no writer holds it)."""
+        try:
+            if self.writer:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA + LEDGER_SCHEMA)  # every table up front
+                self._migrate()
+            elif self._missing_columns():
+                self._migrate_as_reader()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise UserError(corrupt_database(path, exc)) from None
+
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def open(cls, run_dir: Path, manifest: dict[str, Any]) -> RunStore:
-        """Create the run, or resume it if its manifest has the same identity; else refuse."""
+        """Create the run, or resume it if its manifest has the same identity; else refuse.
+
+        The lock is taken before anything is read, and a new run's manifest is written
+        last: a folder with a manifest always has its database."""
         run_dir = Path(run_dir)
-        path = run_dir / MANIFEST
-        if path.exists():
-            existing = read_manifest(run_dir)
-            if existing.get("identity_sha256") != manifest["identity_sha256"]:
-                changed = _changed_keys(existing.get("identity", {}), manifest["identity"])
-                raise UserError(
-                    f"{run_dir}: this run was made with different settings ({changed}); "
-                    "rerun with the original settings to resume, or choose another --out"
-                )
-        else:
-            if run_dir.exists() and not run_dir.is_dir():
-                raise UserError(f"--out {run_dir}: exists and is not a folder")
-            if run_dir.is_dir() and any(run_dir.iterdir()):
-                raise UserError(f"--out {run_dir}: folder is not empty and holds no dvsynth run")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"--out {run_dir}: exists and is not a folder")
+        try:
             run_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(
+                f"--out {run_dir}: a part of the path is a file, not a folder"
+            ) from None
+        lock.acquire(run_dir)
+        try:
+            path = run_dir / MANIFEST
+            if path.exists():
+                existing = read_manifest(run_dir)
+                if existing.get("identity_sha256") != manifest["identity_sha256"]:
+                    changed = _changed_keys(existing.get("identity", {}), manifest["identity"])
+                    raise UserError(
+                        f"{run_dir}: this run was made with different settings ({changed}); "
+                        "rerun with the original settings to resume, or choose another --out"
+                    )
+                return cls(run_dir, writer=True)
+            _refuse_foreign_content(run_dir)
+            store = cls(run_dir, writer=True, create=True)
             write_json_atomic(path, manifest)
-        return cls(run_dir)
+            return store
+        finally:
+            lock.release(run_dir)  # the store holds its own count
+
+    def _missing_columns(self) -> list[str]:
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
+        if not have:
+            raise UserError(f"{self.run_dir / DATABASE}: holds no dvsynth tables")
+        return [c for c in _ROW_STATE if c not in have]
+
+    def _migrate_as_reader(self) -> None:
+        """An older database read before any writer opened it: migrate it under the lock."""
+        lock.acquire(self.run_dir)
+        try:
+            self._migrate()
+        finally:
+            lock.release(self.run_dir)
 
     def _migrate(self) -> None:
-        """Add the row-state columns to a database made by an older dvsynth.
+        """Add the row-state columns to a database made by an older dvsynth, in one
+        transaction under the run's lock.
 
         Its validation results (table `validated`) are not carried over: the next
         validate redoes them, with every judge call still answered from the cache.
         """
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(rows)")}
-        missing = [c for c in _ROW_STATE if c not in have]
-        if not missing:
-            return
-        with self._db:
-            self._db.execute("BEGIN")
-            for column in missing:
-                self._db.execute(f"ALTER TABLE rows ADD COLUMN {column} {_ROW_STATE[column]}")
-            self._db.execute(
-                "UPDATE rows SET outcome = CASE status WHEN 'kept' THEN 'pending' "
-                "WHEN 'rejected' THEN 'rejected' ELSE 'failed' END WHERE outcome IS NULL"
-            )
-            self._db.execute("DELETE FROM meta WHERE key = 'validation_settings'")
+        missing = self._missing_columns()
+        if missing:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for column in missing:
+                    self._db.execute(f"ALTER TABLE rows ADD COLUMN {column} {_ROW_STATE[column]}")
+                self._db.execute(
+                    "UPDATE rows SET outcome = CASE status WHEN 'kept' THEN 'pending' "
+                    "WHEN 'rejected' THEN 'rejected' ELSE 'failed' END WHERE outcome IS NULL"
+                )
+                self._db.execute("DELETE FROM meta WHERE key = 'validation_settings'")
         self._db.execute("CREATE INDEX IF NOT EXISTS rows_outcome ON rows (outcome)")
 
     @classmethod
-    def open_existing(cls, run_dir: Path) -> RunStore:
+    def open_existing(cls, run_dir: Path, *, writer: bool = False) -> RunStore:
+        """An existing run; `writer=True` for commands that change it (they hold its lock)."""
         read_manifest(run_dir)
-        return cls(run_dir)
+        return cls(run_dir, writer=writer)
+
+    @classmethod
+    def open_many(cls, run_dirs: list[Path], *, writer: bool = False) -> list[RunStore]:
+        """Several existing runs, every manifest checked first; all opened or none (a run
+        that cannot be opened closes the ones before it, releasing their locks)."""
+        for run_dir in run_dirs:
+            read_manifest(run_dir)
+        stores: list[RunStore] = []
+        try:
+            for run_dir in run_dirs:
+                stores.append(cls(Path(run_dir), writer=writer))
+        except BaseException:
+            for store in stores:
+                store.close()
+            raise
+        return stores
 
     def close(self) -> None:
-        self._commit()
-        self._db.close()
+        _OPEN.pop(id(self), None)
+        try:
+            if self.writer:
+                self._commit()
+            self._db.close()
+        finally:
+            if self.writer:
+                self.writer = False  # a second close releases nothing
+                lock.release(self.run_dir)
 
     def background_checkpoints(self) -> AbstractContextManager[None]:
         """While a stage commits rows: WAL checkpoints off the event loop (`runs.checkpoints`)."""
@@ -420,9 +506,98 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{run_dir}: not a dvsynth run directory (no {MANIFEST})")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: corrupt manifest ({exc.msg})") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise UserError(f"{path}: corrupt manifest ({reason})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("identity", {}), dict):
+        raise UserError(f"{path}: corrupt manifest (not a dvsynth manifest object)")
+    return data
+
+
+#: The database of every store open in this process: what the CLI's error boundary names
+#: when SQLite finds a database corrupt in the middle of a read.
+_OPEN: dict[int, Path] = {}
+
+
+def open_databases() -> list[Path]:
+    return sorted(set(_OPEN.values()))
+
+
+def corrupt_database(path: Path, exc: BaseException) -> str:
+    """The one line for a database SQLite cannot read."""
+    return (
+        f"{path}: not a readable dvsynth database ({exc}); restore it from a copy, "
+        "or start a new run with another --out"
+    )
+
+
+def _connect(path: Path, create: bool) -> sqlite3.Connection:
+    """Open the database; never creates one unless `create` (a lost database is an error,
+    not a fresh start)."""
+    mode = "rwc" if create else "rw"
+    try:
+        return sqlite3.connect(
+            f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None
+        )
+    except sqlite3.DatabaseError as exc:
+        raise UserError(corrupt_database(path, exc)) from None
+
+
+def _check_present(path: Path) -> None:
+    """A run's database must be there and hold something: one deleted or emptied would
+    otherwise read as a run with no rows, and generate would silently start over."""
+    if not path.is_file():
+        raise UserError(
+            f"{path}: missing; the run's rows and paid answers are not there "
+            "(restore the file, or start a new run with another --out)"
+        )
+    wal = path.with_name(path.name + "-wal")
+    if path.stat().st_size == 0 and not (wal.is_file() and wal.stat().st_size):
+        raise UserError(
+            f"{path}: empty; the run's rows and paid answers are not there "
+            "(restore the file, or start a new run with another --out)"
+        )
+
+
+#: What an interrupted creation leaves before the manifest (written last) exists.
+_CREATION_LEFTOVERS = {
+    lock.LOCK_FILE,
+    DATABASE,
+    DATABASE + "-wal",
+    DATABASE + "-shm",
+    DATABASE + "-journal",
+    MANIFEST + ".tmp",
+}
+
+
+def _refuse_foreign_content(run_dir: Path) -> None:
+    """A new run goes only into an empty folder, or one a killed creation left behind
+    (a lock and a database with no rows)."""
+    names = {p.name for p in run_dir.iterdir()}
+    if not names:
+        return
+    if names <= _CREATION_LEFTOVERS and _holds_no_rows(run_dir / DATABASE):
+        for name in names - {lock.LOCK_FILE}:
+            (run_dir / name).unlink()
+        return
+    raise UserError(f"--out {run_dir}: folder is not empty and holds no dvsynth run")
+
+
+def _holds_no_rows(path: Path) -> bool:
+    if not path.exists():
+        return True
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            return "rows" not in tables or not db.execute("SELECT 1 FROM rows").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return False  # not ours to delete
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> str:

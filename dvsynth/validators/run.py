@@ -89,9 +89,7 @@ def _open_stores(runs: list[Path]) -> list[RunStore]:
             unique.append(Path(run))
     if not unique:
         raise UserError("give at least one run directory")
-    for run in unique:
-        read_manifest(run)  # every folder checked before any work
-    return [RunStore.open_existing(run) for run in unique]
+    return RunStore.open_many(unique, writer=True)  # every folder checked before any work
 
 
 def _generator_models(runs: list[Path]) -> list[str]:
@@ -119,7 +117,7 @@ def default_steps(config: ValidateConfig) -> list[Step]:
     """The per-row steps, in order: the one place they are listed. Unless --no-judge:
     the instruction check (unless --no-instruction-check), then the judge."""
     rules = build_rules(
-        config.rule_options, tuple(config.disabled_rules), tuple(config.custom_validators)
+        config.rule_options.as_dict(), tuple(config.disabled_rules), tuple(config.custom_validators)
     )
     steps: list[Step] = [RulesStep(rules)]
     if not config.judge:
