@@ -384,13 +384,16 @@ def test_push_keeps_the_version_history(run_cli, validated_run, tmp_path, fake_a
     assert "| 1.0.0 | 7 | 14 |" in card.text
 
 
-def test_dry_run_writes_the_folder_and_uploads_nothing(run_cli, validated_run, tmp_path, fake_api):
+def test_dry_run_prints_the_plan_and_writes_and_uploads_nothing(
+    run_cli, validated_run, tmp_path, fake_api
+):
     api = fake_api(FakeHfApi())
     result = run_cli(*push_args(validated_run, tmp_path, "--dry-run"))
     assert result.code == 0, result.err
     assert api.calls == []
     assert "would commit: add README.md" in result.out and "would tag v1.2.0" in result.out
-    assert (tmp_path / "export" / "README.md").is_file()
+    assert "would commit: add triplets/train-00000.parquet" in result.out
+    assert not (tmp_path / "export").exists()  # built in a temporary folder, removed
     _assert_no_token_anywhere(tmp_path, result)
 
 

@@ -383,3 +383,48 @@ def test_names_that_only_resemble_keys_are_accepted():
     )
     recipe = parse_recipe(text.encode())
     assert recipe.generate.api_key_env == "HF_TOKEN_FOR_SERVER"
+
+
+def test_push_without_export_is_one_line(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "generate:\n  model: openai/x\npush:\n  repo: me/dv\n  version: 1.0.0\n", encoding="utf-8"
+    )
+    err = _one_line_refusal(path).stderr
+    assert f"{path}:3: push:" in err and "export" in err
+
+
+@pytest.mark.parametrize(
+    "text, line, key",
+    [
+        ("generate:\n  model: openai/x\n  model: openai/y\n", 3, "generate.model"),
+        ("generate:\n  model: openai/x\nlimits: {}\ngenerate: {}\n", 4, "generate"),
+        ("validation:\n  rule_options:\n    length: {min_words: 3, min_words: 9}\n", 3,
+         "validation.rule_options.length.min_words"),
+    ],
+)  # fmt: skip
+def test_a_duplicate_key_is_one_line_naming_it(tmp_path, text, line, key):
+    path = tmp_path / "r.yaml"
+    path.write_text(text, encoding="utf-8")
+    err = _one_line_refusal(path).stderr
+    assert f"{path}:{line}: duplicate key '{key}'" in err
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_custom_validator_that_cannot_be_imported_fails_before_any_call(
+    run_cli, tmp_path, dry_run
+):
+    with FakeLLMServer() as server:
+        recipe = _recipe(
+            tmp_path,
+            server,
+            _seeds(tmp_path / "s.jsonl"),
+            validation={"custom_validators": ["no_such_module_dvsynth:check"]},
+        )
+        path = _write(tmp_path / "r.yaml", recipe)
+        result = run_cli("run", path, *(["--dry-run"] if dry_run else ["--quiet"]))
+        assert server.total_requests == 0
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert str(path) in result.err and "validation.custom_validators" in result.err
+    assert "no_such_module_dvsynth" in result.err
+    assert not (tmp_path / "run").exists()

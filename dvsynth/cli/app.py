@@ -591,7 +591,11 @@ def push_command(
     license_: LicenseOption,
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
     dry_run: Annotated[
-        bool, typer.Option(help="Write the folder and print the operations; no upload.")
+        bool,
+        typer.Option(
+            help="Print the operations; no upload, and no folder left behind (the export "
+            "is built in a temporary folder; `dvsynth export` writes one to look at)."
+        ),
     ] = False,
     out: Annotated[
         Path | None, typer.Option(help="Folder for the export (default dvsynth-export/...).")
@@ -677,7 +681,7 @@ def export_gold_command(
     ] = "unreleased",
     private: Annotated[bool, typer.Option(help="With --push: create the repo private.")] = False,
     dry_run: Annotated[
-        bool, typer.Option(help="With --push: write the folder, print the operations.")
+        bool, typer.Option(help="With --push: print the operations; nothing written or uploaded.")
     ] = False,
 ) -> None:
     """Write the gold sets as a Hub dataset folder (configs pairs, corrupt) with its card."""

@@ -21,7 +21,8 @@ from dvsynth import __version__
 from dvsynth.config import CardOptions
 from dvsynth.errors import UserError
 from dvsynth.publish.export import ExportReport, configs_metadata
-from dvsynth.runs.dirs import iter_runs, recorded_validations
+from dvsynth.records import DualView
+from dvsynth.runs.dirs import recorded_validations
 from dvsynth.runs.stats import format_cost
 from dvsynth.runs.store import read_manifest
 
@@ -43,6 +44,16 @@ HUB_LICENSES = frozenset(
     ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1
     llama3.2 llama3.3 llama4 gemma unknown other""".split()
 )
+EXAMPLES = 3  # pairs shown in the card
+#: The paper dvsynth implements, as every card (and the README) cites it.
+PAPER_BIBTEX = """@article{mehta2026dual,
+  title         = {Dual-View Training for Instruction-Following Information Retrieval},
+  author        = {Mehta, Aman and Zhao, Fuheng and Yu, Puxuan and Zeng, Q. and Samdani, R.},
+  year          = {2026},
+  eprint        = {2604.18845},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.IR}
+}"""
 TAGS = ["instruction-following", "information-retrieval", "dual-view", "synthetic", "dvsynth"]
 
 
@@ -122,7 +133,8 @@ def _generators(run_dirs: Sequence[Path]) -> tuple[list[dict[str, Any]], dict[st
     return generators, prompts, seeds
 
 
-def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
+def _validation(run_dirs: Sequence[Path], dedup: str | None = None) -> tuple[str, dict[str, str]]:
+    """The validation the runs recorded, with `dedup`, the removal the export applied."""
     recorded = [v for v in recorded_validations(run_dirs) if v is not None]
     if not recorded:
         return "none (not validated with `dvsynth validate`)", {}
@@ -131,8 +143,7 @@ def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
     parts = [step["describe"] for step in steps]
     if not any(step["name"] == "judge" for step in steps):
         parts.append("no LLM judge")
-    dedup = parsed.get("dedup")
-    parts.append(dedup["describe"] if dedup else "no duplicate removal")
+    parts.append(dedup or "no duplicate removal")
     prompts = {
         step["settings"]["prompt"]: step["settings"]["prompt_sha256"]
         for step in steps
@@ -141,22 +152,17 @@ def _validation(run_dirs: Sequence[Path]) -> tuple[str, dict[str, str]]:
     return "; ".join(parts), prompts
 
 
-def _examples(run_dirs: Sequence[Path], count: int = 3) -> list[dict[str, str]]:
-    examples = []
-    for row in iter_runs(run_dirs):
-        if row.status == "kept" and row.verified:
-            examples.append(
-                {
-                    "query": row.query,
-                    "instruction_a": row.instruction_a or "",
-                    "instruction_b": row.instruction_b or "",
-                    "doc_a": _clip(row.doc_a.text),
-                    "doc_b": _clip(row.doc_b.text),
-                }
-            )
-            if len(examples) == count:
-                break
-    return examples
+def _examples(rows: Sequence[DualView]) -> list[dict[str, str]]:
+    return [
+        {
+            "query": row.query,
+            "instruction_a": row.instruction_a or "",
+            "instruction_b": row.instruction_b or "",
+            "doc_a": _clip(row.doc_a.text),
+            "doc_b": _clip(row.doc_b.text),
+        }
+        for row in rows
+    ]
 
 
 def _clip(text: str, limit: int = 220) -> str:
@@ -169,13 +175,15 @@ def build_card(
     report: ExportReport,
     options: CardOptions,
     stats: dict[str, Any],
+    examples: Sequence[DualView] = (),
     recipe_sha256: str | None = None,
 ) -> DatasetCard:
-    """The card for an export; `stats` is `compute_stats` of the same runs (the license was
-    checked by `check_license` before anything was written); `recipe_sha256`: the recipe
-    file published beside the data, if the export has one."""
+    """The card for an export; `stats` are the counts (`StatsCollector`) of the rows it
+    holds, `examples` some of its verified pairs (the license was checked by
+    `check_license` before anything was written); `recipe_sha256`: the recipe file
+    published beside the data, if the export has one."""
     generators, prompts, seeds = _generators(run_dirs)
-    validation_text, judge_prompts = _validation(run_dirs)
+    validation_text, judge_prompts = _validation(run_dirs, report.dedup)
     pairs = sum(report.rows.get("pairs", {}).values())
     triplets = sum(report.rows.get("triplets", {}).values())
     history = [h for h in options.history if h.get("version") != options.version]
@@ -206,7 +214,7 @@ def build_card(
         }
         for config, splits in report.rows.items()
     ]
-    modes = stats["modes"]
+    modes = report.modes  # of the pairs exported, not of every row the runs hold
     meaning = {
         "reverse": "reverse (the seed's instruction is view a)",
         "bootstrap": "bootstrap (both instructions written from a plain triple)",
@@ -247,7 +255,9 @@ def build_card(
                 if spent["answered"]
             },
         },
-        examples=_examples(run_dirs),
+        examples=_examples(examples),
+        exported={"pairs": pairs, "rejected": sum(report.rows.get("rejected", {}).values())},
+        paper_citation=PAPER_BIBTEX,
         judged=bool(stats["judge_agreement"]["pairs_judged"]),
         license=options.license,
         seed_license_note=(

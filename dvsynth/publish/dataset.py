@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dvsynth.config import CardOptions
-from dvsynth.publish.card import build_card, check_license
-from dvsynth.publish.export import ExportReport, staged_folder, write_data
+from dvsynth.publish.card import EXAMPLES, build_card, check_license
+from dvsynth.publish.export import ExportReport, write_data
+from dvsynth.publish.folder import staged_folder
+from dvsynth.records import DualView
 from dvsynth.runs.stats import StatsCollector, recorded_stages
 
 CARD_FILE = "README.md"
@@ -29,23 +31,31 @@ def export_dataset(
     is written as `recipe.yaml`, and its sha256 goes into the card and every pair row.
 
     Built in a folder beside `out` that replaces it when complete, so a failed export
-    never leaves a half-written dataset where the previous one was.
+    never leaves a half-written dataset where the previous one was; `out` must hold
+    nothing but an earlier export (`publish.folder`).
     """
     check_license(options.license)  # before anything is written
-    # The card's counts, gathered in the export's own pass, by the stages the runs recorded.
+    # The card's counts and examples, of the rows exported, in the export's own pass.
     counts = StatsCollector(recorded_stages(run_dirs))
+    examples: list[DualView] = []
+
+    def observe(row: DualView) -> None:
+        counts.add(row)
+        if row.status == "kept" and row.verified and len(examples) < EXAMPLES:
+            examples.append(row)
+
     recipe_sha = hashlib.sha256(recipe).hexdigest() if recipe is not None else None
-    with staged_folder(out) as staging:
+    with staged_folder(out, run_dirs) as staging:
         report = write_data(
             run_dirs,
             staging,
             val_share,
-            observe=counts.add,
+            observe=observe,
             allow_unvalidated=allow_unvalidated,
             recipe_sha256=recipe_sha,
         )
         stats = counts.result(run_dirs)
-        card = build_card(run_dirs, report, options, stats, recipe_sha256=recipe_sha)
+        card = build_card(run_dirs, report, options, stats, examples, recipe_sha256=recipe_sha)
         (staging / CARD_FILE).write_text(str(card), encoding="utf-8")
         if recipe is not None:
             (staging / RECIPE_FILE).write_bytes(recipe)

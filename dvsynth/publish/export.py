@@ -16,12 +16,8 @@ bytes (fixed schemas, row order, file names, and a card without wall-clock times
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvsynth.errors import UserError
+from dvsynth.publish.dedup import ExportDedup
 from dvsynth.records import DualView, doc_text
 from dvsynth.runs.dirs import iter_runs
 from dvsynth.runs.store import RunStore
 
 CONFIGS = ("pairs", "triplets", "rejected")
-MARKER = ".dvsynth-export"  # marks a folder dvsynth may replace: it wrote it
 SPLITS = ("train", "validation")
 ROWS_PER_FILE = 250_000
 ROWS_PER_GROUP = 10_000
@@ -243,6 +239,8 @@ class ExportReport:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     files: list[str] = field(default_factory=list)
     queries: Counter[str] = field(default_factory=Counter)  # split -> distinct queries
+    modes: Counter[str] = field(default_factory=Counter)  # mode -> pairs exported
+    dedup: str | None = None  # the duplicate removal applied over the exported rows
 
 
 def write_data(
@@ -254,30 +252,38 @@ def write_data(
     recipe_sha256: str | None = None,
 ) -> ExportReport:
     """The parquet files of every config and split under `out` (a fresh folder); each
-    row also goes to `observe`, for what else wants the same pass (the card's counts).
+    row exported (as a pair or as rejected) also goes to `observe`, for what else wants
+    the same pass (the card's counts).
 
     Only verified rows are exported as pairs: a run with rows still pending validation is
     refused (`check_verified`), unless `allow_unvalidated`, when they go out marked with
-    the stage they reached.
+    the stage they reached. Duplicates are removed over exactly the rows exported
+    (`publish.dedup`), however the runs were validated.
     """
     if not 0.0 <= val_share < 1.0:
         raise UserError(f"--val-share: {val_share:g} is not in [0, 1)")
     check_verified(run_dirs, allow_unvalidated)
+    dedup = ExportDedup.of_runs(run_dirs)
     writers = {(c, s): _SplitWriter(out, c, s) for c in CONFIGS for s in SPLITS}
-    report = ExportReport(out=out)
+    report = ExportReport(out=out, dedup=dedup.describe() if dedup else None)
     seen_queries: dict[str, set[str]] = {s: set() for s in SPLITS}
     try:
         for row in iter_runs(run_dirs):
-            if observe:
-                observe(row)
+            if dedup:
+                row = dedup.settle(row)
             split = split_of(row.query, val_share)
             if row.status == "kept" and (row.verified or allow_unvalidated):
                 writers[("pairs", split)].add({**pair_record(row), "recipe_sha256": recipe_sha256})
                 for record in triplet_records(row):
                     writers[("triplets", split)].add(record)
                 seen_queries[split].add(row.query)
+                report.modes[row.mode] += 1
             elif row.status == "rejected":
                 writers[("rejected", split)].add(rejected_record(row))
+            else:
+                continue  # failed (retried by a rerun), or unverified: not in the export
+            if observe:
+                observe(row)
     finally:
         for writer in writers.values():
             writer.close()
@@ -320,44 +326,6 @@ def check_verified(run_dirs: Sequence[Path], allow_unvalidated: bool) -> Counter
             "or pass --allow-unvalidated to export them marked with the stage they reached"
         )
     return totals
-
-
-def check_out(out: Path) -> None:
-    """`out` must be new, empty, or an export dvsynth wrote (it holds the marker file)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if any(out.iterdir()) and not (out / MARKER).is_file():
-        raise UserError(
-            f"--out {out}: folder holds files that are not a dvsynth export "
-            f"(no {MARKER}); choose another --out"
-        )
-
-
-@contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
-    """A new folder beside `out` to build the export in; it replaces `out` only once it
-    is complete, so a failed or killed export leaves the previous one as it was."""
-    check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        (staging / MARKER).write_text(
-            "Written by dvsynth export; a later export into this folder replaces it whole.\n",
-            encoding="utf-8",
-        )
-        yield staging
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
-            os.replace(out, old)
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 def configs_metadata(report: ExportReport) -> list[dict[str, Any]]:

@@ -43,12 +43,14 @@ from dvsynth.evaluate.gold import (
 )
 from dvsynth.publish.card import (
     HISTORY_KEY,
+    PAPER_BIBTEX,
     check_license,
     check_metadata,
     release_tag,
     size_category,
 )
-from dvsynth.publish.export import VIEW_COLUMNS, staged_folder
+from dvsynth.publish.export import VIEW_COLUMNS
+from dvsynth.publish.folder import check_out, staged_folder
 
 SPLIT = "test"
 CARD_FILE = "README.md"
@@ -229,8 +231,10 @@ def push_gold(
     """export_gold into `folder`, then one commit and the tag vX.Y.Z (`publish.hub`)."""
     from dvsynth.publish.hub import push_export
 
-    def export() -> list[str]:
-        return export_gold(pairs, folder, options, baseline=baseline, scorer=scorer).files
+    check_out(folder)  # a dry run too: it meets what the push would
+
+    def export(into: Path) -> list[str]:
+        return export_gold(pairs, into, options, baseline=baseline, scorer=scorer).files
 
     return push_export(
         export,
@@ -310,6 +314,7 @@ def build_gold_card(report: GoldExport, options: CardOptions) -> DatasetCard:
         if baseline
         else [],
         license=options.license,
+        paper_citation=PAPER_BIBTEX,
     )
     check_metadata(card)
     return card

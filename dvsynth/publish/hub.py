@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from dvsynth.errors import UserError
 from dvsynth.publish.card import HISTORY_KEY
 from dvsynth.publish.dataset import RECIPE_FILE, export_dataset
 from dvsynth.publish.export import CONFIGS
+from dvsynth.publish.folder import check_out
 from dvsynth.redact import redact
 
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -101,11 +103,12 @@ def push_dataset(
 ) -> PushPlan:
     """Export to `folder`, then (unless dry_run) commit it on the head it read and tag it.
     `recipe`: the recipe file's bytes, pushed as `recipe.yaml` (`export_dataset`)."""
+    check_out(folder, run_dirs)  # a dry run too: it meets what the push would
 
-    def export() -> Sequence[str]:
+    def export(into: Path) -> Sequence[str]:
         with_recipe = {"recipe": recipe} if recipe is not None else {}
         report = export_dataset(
-            run_dirs, folder, options, val_share, allow_unvalidated=allow_unvalidated, **with_recipe
+            run_dirs, into, options, val_share, allow_unvalidated=allow_unvalidated, **with_recipe
         )
         return report.files
 
@@ -117,7 +120,7 @@ def push_dataset(
 
 
 def push_export(
-    export: Callable[[], Sequence[str]],
+    export: Callable[[Path], Sequence[str]],
     folder: Path,
     options: CardOptions,
     configs: Sequence[str],
@@ -127,26 +130,32 @@ def push_export(
     on_plan: Callable[[PushPlan], None] | None = None,
     api=None,
 ) -> PushPlan:
-    """Read the head (unless dry_run), run `export` (it writes `folder`, returns its files),
-    then commit and tag. Every kind of dvsynth export pushes through here (runs with
-    `push`, gold sets with `export-gold --push`); `configs` are its data folders, whose
-    files at the head that this export lacks are deleted in the same commit."""
+    """Read the head (unless dry_run), run `export` into `folder` (it returns the files
+    it wrote), then commit and tag. Every kind of dvsynth export pushes through here (runs
+    with `push`, gold sets with `export-gold --push`); `configs` are its data folders,
+    whose files at the head that this export lacks are deleted in the same commit.
+
+    A dry run exports into a temporary folder, removed before it returns: it writes
+    nothing where the user would find it (`dvsynth export` writes a folder to look at)."""
     from huggingface_hub import HfApi
 
     tag = check_target(options.repo, options.version)
+    if dry_run:
+        with tempfile.TemporaryDirectory(prefix="dvsynth-push-dry-run-") as scratch:
+            ours = sorted(set(export(Path(scratch) / folder.name)))
+        plan = PushPlan(options.repo, tag, private, folder, ours, [])
+        if on_plan:
+            on_plan(plan)
+        return plan
     api = api or HfApi()
-    head: str | None = None
-    remote: dict[str, Any] = {}
-    if not dry_run:
-        head, remote = _read_head(api, options, tag)
-    ours = sorted(set(export()))
+    head, remote = _read_head(api, options, tag)
+    ours = sorted(set(export(folder)))
     stale = sorted(f for f in remote if f.split("/", 1)[0] in configs and f not in ours)
     held = head is not None and not stale and _holds(folder, ours, remote)
     plan = PushPlan(options.repo, tag, private, folder, ours, stale, head, tag_only=held)
     if on_plan:
         on_plan(plan)
-    if not dry_run:
-        _upload(api, plan, options.version)
+    _upload(api, plan, options.version)
     return plan
 
 

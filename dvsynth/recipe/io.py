@@ -92,10 +92,11 @@ def parse_recipe(data: bytes, name: str = RECIPE_FILE) -> Recipe:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{name}: a recipe is a mapping of sections (generate, validation, ...)")
+    _refuse_duplicate_keys(node, name)  # YAML keeps the last silently
     check_secrets(raw, name, node)  # the dotted key of a secret value
     _refuse_secret_text(text, name)  # and one in a comment: the file is published whole
     try:
-        return Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
@@ -107,6 +108,33 @@ def parse_recipe(data: bytes, name: str = RECIPE_FILE) -> Recipe:
             message = f"{where}: {key}: {first['msg']}"
         more = len(exc.errors()) - 1
         raise UserError(message + (f" (and {more} more)" if more else "")) from None
+    if recipe.push is not None and recipe.export is None:
+        line = _line_of(node, ("push",))
+        raise UserError(
+            f"{name}:{line}: push: needs an export section (at least its license): what "
+            "push uploads is the export"
+        )
+    return recipe
+
+
+def _refuse_duplicate_keys(node: Any, name: str, loc: tuple = ()) -> None:
+    """A key given twice in one mapping, with its line: YAML would keep the last one
+    and drop the first without a word."""
+    yaml = _yaml()
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            here = (*loc, str(getattr(key, "value", key)))
+            if here[-1] in seen:
+                raise UserError(
+                    f"{name}:{key.start_mark.line + 1}: duplicate key '{'.'.join(here)}'; "
+                    "each key may appear once in a mapping"
+                )
+            seen.add(here[-1])
+            _refuse_duplicate_keys(value, name, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, name, (*loc, str(index)))
 
 
 def _known(loc: tuple) -> str:

@@ -70,8 +70,30 @@ def open_recipe(path: Path, out: Path | None = None, until: str | None = None) -
         from dvsynth.publish.card import check_license
 
         check_license(recipe.export.license)
+    until = until or have[-1]
+    if until != "generate":
+        check_rules(recipe, Path(path))  # a bad rule fails before generate pays for rows
     prepared = prepare_run(recipe.generate_config(out))
-    return RecipeRun(recipe, Path(path), data, prepared.run_dir, until or have[-1])
+    return RecipeRun(recipe, Path(path), data, prepared.run_dir, until)
+
+
+def check_rules(recipe: Recipe, path: Path) -> None:
+    """The validation's rules as validate will build them, each custom validator
+    imported: one that cannot be imported is one line here (a dry run too), not a
+    failure after the generate stage was paid."""
+    from dvsynth.validators.rules import build_rules, load_custom_rule
+
+    val = recipe.validation
+    for spec in val.custom_validators:
+        try:
+            load_custom_rule(spec)
+        except UserError as exc:
+            detail = str(exc).removeprefix("--validator ")
+            raise UserError(f"{path}: validation.custom_validators: {detail}") from None
+    try:
+        build_rules(val.rule_options, tuple(val.disabled_rules))
+    except UserError as exc:
+        raise UserError(f"{path}: validation: {exc}") from None
 
 
 def _batched(recipe: Recipe) -> bool:
