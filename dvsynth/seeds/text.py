@@ -246,12 +246,12 @@ def iter_csv(path: Path) -> Iterator[RawRow]:
             continue
         wrong = fields is None or (bool(fields) and len(fields) != len(header))
         if wrong and last > first:
-            count = "unreadable" if fields is None else f"{len(fields)} comma-separated"
-            problem = problem or (
-                f'{count} fields where the header has {len(header)}: a quote (") here '
-                f"opens a field that runs to line {last}; the lines after this one are "
-                "read as rows"
-            )
+            if fields is not None:  # else csv said what is wrong
+                problem = (
+                    f"{len(fields)} comma-separated fields where the header has "
+                    f'{len(header)}: a quote (") here opens a field that runs to line '
+                    f"{last}; the lines after this one are read as rows"
+                )
             yield RawRow(f"{path}:{first}", None, problem)
             feed.push_back(record[1:])
             reader = csv.reader(feed)  # a fresh parser, outside any quoted field
