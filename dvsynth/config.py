@@ -97,6 +97,8 @@ class GenerateConfig(CallSettings, EngineSettings):
     shard: str | None = None  # "i/N": this run takes the seeds whose id hashes to i mod N
     max_cost: float | None = Field(None, gt=0)
     strict: bool = False
+    # Resume although the seed source changed since the run began (size, mtime, revision).
+    resume_changed: bool = False
     out: Path | None = None
 
     @field_validator("shard")

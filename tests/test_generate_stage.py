@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -72,3 +73,40 @@ def test_a_reply_cut_by_max_tokens_is_truncated_not_accepted():
     kept = generate(whole)
     assert kept.status == "kept" and kept.instruction_b == "Only 2010."
     assert kept.provenance.cost_usd == 0.001 and kept.provenance.usage.completion_tokens == 9
+
+
+@pytest.mark.parametrize("content", [5, ["<answer>", "Only 2010."], {"answer": "Only 2010."}])
+def test_an_answer_that_is_not_text_is_unparsable_not_a_bug(content):
+    odd = Completion(
+        text=content, prompt_tokens=5, completion_tokens=1, cost_usd=None, latency_s=0.1
+    )
+    row = generate(odd)  # once internal:TypeError, "retried" by every rerun for ever
+    assert row.status == "rejected" and row.reasons == ["generator:unparsable"]
+    assert row.raw_response == json.dumps(content)
+
+
+def test_a_server_answering_a_number_rejects_the_row_for_good(run_cli, tmp_path):
+    """Through the real HTTP transport and the CLI: content 5 is a final rejection."""
+    from aiohttp import web
+
+    from dvsynth.testing import FakeLLMServer, completion_body
+    from tests.conftest import generate_args, read_rows, write_jsonl
+
+    async def numbers(request):
+        body = completion_body(await request.json(), "")
+        body["choices"][0]["message"]["content"] = 5
+        return web.json_response(body)
+
+    server = FakeLLMServer()
+    server.extra_routes.append([web.post("/numbers/v1/chat/completions", numbers)])
+    seeds = write_jsonl(
+        tmp_path / "s.jsonl", [{"id": "s0", "query": "q", "positive": "p", "negative": "n"}]
+    )
+    with server:
+        args = generate_args(server, seeds, tmp_path / "run")
+        args[args.index(server.api_base)] = f"http://127.0.0.1:{server.port}/numbers/v1"
+        for _ in range(2):
+            result = run_cli(*args)
+            assert result.code == 0, result.err
+    [row] = read_rows(tmp_path / "run")
+    assert row["status"] == "rejected" and row["reasons"] == ["generator:unparsable"]

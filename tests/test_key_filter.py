@@ -49,10 +49,10 @@ def test_rows_there_at_open_and_rows_put_since_are_found(tmp_path):
     store.close()
 
     store = RunStore.open_existing(tmp_path / "run")
-    assert store.generated_state("s0") == (0, "kept")  # there at open
-    assert store.generated_state("s1") is None  # the filter is built now
+    assert store.generated_status("s0") == "kept"  # there at open
+    assert store.generated_status("s1") is None  # the filter is built now
     store.put_rows([(make_row(1, "failed"), 1)])
-    assert store.generated_state("s1") == (1, "failed")  # put since
+    assert store.generated_status("s1") == "failed"  # put since
     store.close()
 
 

@@ -157,7 +157,7 @@ def test_bundled_sample_covers_both_modes_and_all_levers():
     }
 
 
-def test_folder_of_data_files_streams_through_load_dataset(tmp_path):
+def test_folder_of_data_files_is_read_file_by_file(tmp_path):
     folder = tmp_path / "dataset"
     folder.mkdir()
     rows = [{"query": f"q{i}", "positive": "p", "negative": "n"} for i in range(3)]

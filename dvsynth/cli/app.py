@@ -210,6 +210,13 @@ def generate(
         typer.Option(help="Stop cleanly once the run has cost this many USD.", min=0.0001),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad seed row.")] = False,
+    resume_changed: Annotated[
+        bool,
+        typer.Option(
+            help="Resume although the seed file changed since the run began (rows already "
+            "made keep the old text)."
+        ),
+    ] = False,
     batch: BatchOption = False,
     batch_out: BatchOutOption = None,
     wait: WaitOption = False,
@@ -274,6 +281,7 @@ def generate(
         tpm=tpm,
         max_cost=max_cost,
         strict=strict,
+        resume_changed=resume_changed,
         out=out,
         shard=shard,
         transport=transport,

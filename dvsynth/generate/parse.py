@@ -67,8 +67,9 @@ def _extract(body: str, tag: str) -> str | None:
 
 
 def parse_answer(text: str, tags: tuple[str, ...]) -> ParsedAnswer:
-    """Parse the required `tags` from the last answer block of `text`."""
-    body = _answer_body(text or "")
+    """Parse the required `tags` from the last answer block of `text` (content that is
+    not text, such as a JSON number or list, is unparsable)."""
+    body = _answer_body(text) if isinstance(text, str) else None
     if body is None:
         return ParsedAnswer(fields=None)
     if _is_none(body):

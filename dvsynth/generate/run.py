@@ -35,9 +35,9 @@ from dvsynth.records import DualView, Mode, SeedError
 from dvsynth.redact import redact
 from dvsynth.runs.loop import run_stage_loop
 from dvsynth.runs.pipeline import RunStats, run_stage
-from dvsynth.runs.store import RunStore
+from dvsynth.runs.store import MANIFEST, RunStore, read_manifest, write_json_atomic
 from dvsynth.seeds.adapters import SeedReader
-from dvsynth.seeds.readers import describe_source, estimate_total
+from dvsynth.seeds.readers import describe_source, estimate_total, source_changes
 from dvsynth.seeds.shards import parse_shard, select_shard
 
 
@@ -145,6 +145,11 @@ def generate_run(
         store = RunStore.open(Path(scratch.name) / "run", prepared.manifest)  # leaves no trace
     else:
         store = RunStore.open(prepared.run_dir, prepared.manifest)
+    try:
+        _check_source(config, store.run_dir, prepared.manifest, on_notice)
+    except BaseException:
+        store.close()
+        raise
     client.cache = store.cache
     shard = parse_shard(config.shard)
     if on_start:
@@ -207,6 +212,38 @@ def generate_run(
 
 
 GENERATE = "generate"
+
+
+def _check_source(
+    config: GenerateConfig,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    on_notice: Callable[[str], None] | None,
+) -> None:
+    """Refuse to resume from a seed source that changed since the run began (its rows
+    were made from the old contents), unless `--resume-changed`: then warn, and record
+    the source as it is now, so the next rerun compares with this one."""
+    recorded = read_manifest(run_dir)
+    before = recorded.get("seed_source") or {}
+    changes = source_changes(before, manifest["seed_source"])
+    if not changes:
+        return
+    what = f"{config.seeds}: changed since this run began ({'; '.join(changes)})"
+    if not config.resume_changed:
+        raise UserError(
+            f"{what}; rows already made keep the old contents. Rerun with --resume-changed "
+            "to resume anyway, or choose another --out for a new run"
+        )
+    if on_notice:
+        on_notice(f"{what}; resuming (--resume-changed): rows already made keep the old contents")
+    if not config.dry_run:
+        earlier = [*recorded.get("seed_source_earlier", []), before]
+        updated = {
+            **recorded,
+            "seed_source": manifest["seed_source"],
+            "seed_source_earlier": earlier,
+        }
+        write_json_atomic(run_dir / MANIFEST, updated)
 
 
 def _provider(config: GenerateConfig, client: LLMClient) -> Any:

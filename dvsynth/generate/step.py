@@ -9,6 +9,7 @@ provider fault rejects the row with a reason; only a fatal provider error escape
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ def seed_mode(seed: Seed, setting: str) -> Mode:
     if setting == "auto":
         return "reverse" if seed.instruction else "bootstrap"
     return "reverse" if setting == "reverse" else "bootstrap"
+
+
+def _raw_text(content: Any) -> str:
+    """The answer as the row keeps it: its text, or the JSON of content that is not text."""
+    return content if isinstance(content, str) else json.dumps(content, default=str)
 
 
 @dataclass
@@ -110,6 +116,8 @@ class Generator:
             return self._row(
                 seed, mode, None, reasons=[exc.reason], error=exc.detail, failed=exc.transient
             )
+        if not isinstance(completion.text, str):  # a number, a list: an answer, unreadable
+            return self._row(seed, mode, completion, reasons=["generator:unparsable"])
         if completion.finish_reason == "length" and "</answer>" not in completion.text.lower():
             # Cut off by the token budget: whatever follows <answer> may be half a sentence.
             return self._row(seed, mode, completion, reasons=["generator:truncated"])
@@ -168,7 +176,7 @@ class Generator:
             status="failed" if failed else "rejected" if reasons else "kept",
             reasons=reasons or [],
             stages=["generate"],
-            raw_response=completion.text if completion else None,
+            raw_response=_raw_text(completion.text) if completion else None,
             error=error,
             provenance=provenance,  # type: ignore[arg-type]
         )

@@ -2,8 +2,9 @@
 
 The stream is consumed lazily: at most `concurrency` rows are in flight, so memory does
 not grow with the seed count. Rows already in the store are skipped, which is all that
-resuming takes. The pipeline knows nothing of files, terminals or the CLI: it reports
-each finished row to a callback.
+resuming takes: a row is found by its seed id alone, never by its position in the
+source (`runs.seen_ids` tells a duplicate id from a resumed row). The pipeline knows
+nothing of files, terminals or the CLI: it reports each finished row to a callback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dvsynth.errors import AwaitingBatch, UserError
 from dvsynth.llm.batch.session import current_row
 from dvsynth.records import DualView, Seed, SeedError
 from dvsynth.runs.commit_window import CommitWindow
+from dvsynth.runs.seen_ids import SeenIds
 from dvsynth.runs.store import RunStore
 
 
@@ -160,22 +162,30 @@ async def run_stage(
     `commit` False (a dry run): rows are made, counted and dropped."""
     stats = RunStats()
     spent_before = store.total_cost() if max_cost is not None else 0.0
-    claimed: dict[str, int] = {}  # seed id -> ordinal, of rows in flight
+    seen = SeenIds()  # a row is its seed id: the first location with an id owns it
+    reported = store.reported_locations()  # bad rows and duplicates of earlier passes
 
-    def duplicate(item: Seed, ordinal: int, first: int) -> None:
+    def report_anew(location: str) -> None:
+        """What an earlier pass reported at `location` goes: it is read again now."""
+        if location in reported:
+            reported.discard(location)
+            store.drop_reports(location)
+
+    def duplicate(item: Seed, location: str, first: str) -> None:
         """A second row with an id the source already used: reported and kept apart."""
         stats.duplicates += 1
-        location = item.location or f"seed #{ordinal + 1}"
         if len(stats.duplicate_locations) < MAX_REPORTED_DUPLICATES:
             stats.duplicate_locations.append(
-                f"{location} (id {item.seed_id!r}, first used by seed #{first + 1})"
+                f"{location} (id {item.seed_id!r}, first used by {first})"
             )
         store.put_duplicate(location, item.seed_id)
 
     def to_start() -> Iterator[tuple[Seed, int]]:
-        """The seeds to generate, with their ordinal; counts what it skips."""
+        """The seeds to generate, with their ordinal (their order in the run's listings,
+        not their identity); counts what it skips."""
         for item in seeds:
             if isinstance(item, SeedError):
+                report_anew(item.location)
                 store.put_seed_error(item)
                 stats.bad_seeds += 1
                 if strict:
@@ -190,20 +200,18 @@ async def run_stage(
                 return
             ordinal = stats.seeds_seen
             stats.seeds_seen += 1
-            if item.seed_id in claimed:
-                duplicate(item, ordinal, claimed[item.seed_id])
+            location = item.location or f"seed #{ordinal + 1}"
+            report_anew(location)
+            first = seen.first_location(item.seed_id, location)
+            if first is not None:
+                duplicate(item, location, first)
                 continue
-            state = store.generated_state(item.seed_id)
-            if state is not None:
-                first, status = state
-                if first != ordinal:  # the row belongs to an earlier seed with this id
-                    duplicate(item, ordinal, first)
-                    continue
+            status = store.generated_status(item.seed_id)
+            if status is not None:
                 if status != "failed":
                     stats.already_done += 1
                     continue
                 stats.retried += 1  # a transient fault last time: try again
-            claimed[item.seed_id] = ordinal
             yield item, ordinal
 
     window: CommitWindow[tuple[DualView, int]] = CommitWindow(store.put_rows, concurrency)
@@ -219,8 +227,6 @@ async def run_stage(
         return row
 
     def finished(item: tuple[Seed, int], row: DualView | None) -> None:
-        seed, _ = item
-        claimed.pop(seed.seed_id, None)  # committed: the store answers for it from now on
         if row is None:  # waits on a batch: the next pass finishes it
             stats.waiting += 1
             return
@@ -233,6 +239,7 @@ async def run_stage(
             await bounded_map(to_start(), generate, concurrency, finished)
     finally:
         window.flush()
+        seen.close()
     return stats
 
 

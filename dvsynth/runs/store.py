@@ -254,14 +254,13 @@ class RunStore:
 
     # ------------------------------------------------------------------ rows
 
-    def generated_state(self, seed_id: str) -> tuple[int, str] | None:
-        """(ordinal, generate status) of a seed's row, or None: what resuming needs."""
+    def generated_status(self, seed_id: str) -> str | None:
+        """The generate status of a seed's row, or None: what resuming needs (a row is its
+        seed id; its ordinal only orders listings)."""
         if not self._row_ids.may_hold(seed_id):
             return None  # certainly no row: no SQLite read
-        row = self._db.execute(
-            "SELECT ordinal, status FROM rows WHERE seed_id = ?", (seed_id,)
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        row = self._db.execute("SELECT status FROM rows WHERE seed_id = ?", (seed_id,)).fetchone()
+        return None if row is None else row[0]
 
     _PUT_ROW = (
         "INSERT OR REPLACE INTO rows (seed_id, ordinal, status, record, updated_at, "
@@ -297,6 +296,23 @@ class RunStore:
             "INSERT OR REPLACE INTO duplicates (location, seed_id) VALUES (?, ?)",
             (location, seed_id),
         )
+
+    def reported_locations(self) -> set[str]:
+        """Source locations with a bad-row or duplicate-id report from an earlier pass."""
+        return {
+            location
+            for (location,) in self._db.execute(
+                "SELECT location FROM seed_errors UNION SELECT location FROM duplicates"
+            )
+        }
+
+    def drop_reports(self, location: str) -> None:
+        """Forget what was reported at `location` (the pass reads it again: fixed, or
+        reported anew)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for table in ("seed_errors", "duplicates"):
+                self._db.execute(f"DELETE FROM {table} WHERE location = ?", (location,))
 
     def iter_rows(self) -> Iterator[DualView]:
         """The rows as generate wrote them."""

@@ -174,8 +174,11 @@ def adapt_promptriever(data: dict[str, Any], source: str) -> Seed | None:
     if not positives:
         raise SeedRowError("positive_passages: empty")
     negatives = _to_docs(data.get("new_negatives"), "new_negatives")
+    query_id = data.get("query_id")
+    if query_id is None or (isinstance(query_id, str) and not query_id.strip()):
+        raise SeedRowError("query_id: missing or empty")
     # The instruction hash keeps ids unique where one query_id carries several instructions.
-    seed_id = f"{data['query_id']}-{short_hash(instruction or '', length=8)}"
+    seed_id = f"{query_id}-{short_hash(instruction or '', length=8)}"
     return Seed(
         seed_id=seed_id,
         query=query or "",
@@ -189,7 +192,12 @@ def adapt_promptriever(data: dict[str, Any], source: str) -> Seed | None:
 
 @dataclass
 class SeedReader:
-    """Streams Seeds (or SeedErrors) from one source with one format and mapping."""
+    """Streams Seeds (or SeedErrors) from one source with one format and mapping.
+
+    Whatever goes wrong with one row (a bad field, a missing key, a bug in an adapter)
+    is that row's SeedError; only the source itself (unreadable, wrong columns, no
+    seed at all) is a UserError.
+    """
 
     spec: str
     fmt: SeedFormat = "auto"
@@ -199,13 +207,18 @@ class SeedReader:
     filtered: int = 0  # rows an adapter skipped on purpose (no instruction negatives)
 
     def check(self) -> None:
-        """Open the source and check the first row's columns: fail before any work starts."""
-        for raw in iter_raw_rows(self.spec, self.split):
-            if raw.data is not None:
-                fmt = detect_format(raw.data) if self.fmt == "auto" else self.fmt
-                check_columns(raw.data, fmt, self.mapping or {}, self.spec)
-                return
-        # An empty source (or one without a single readable row) is checked by the run itself.
+        """Open the source, check the first row's columns and find a first seed: fail
+        before any work starts (and before a run directory is made) when there is none."""
+        bad, before = 0, self.filtered
+        first_bad: SeedError | None = None
+        try:
+            for item in self:
+                if isinstance(item, Seed):
+                    return
+                bad, first_bad = bad + 1, first_bad or item
+        finally:
+            skipped, self.filtered = self.filtered - before, before  # the run counts them
+        raise UserError(f"{self.spec}: {_no_seed(bad + skipped, skipped, first_bad)}")
 
     def __iter__(self) -> Iterator[Seed | SeedError]:
         mapping = self.mapping or {}
@@ -221,13 +234,7 @@ class SeedReader:
                 check_columns(raw.data, fmt, mapping, self.spec)
                 checked = True
             try:
-                if fmt == "promptriever":
-                    seed = adapt_promptriever(raw.data, self.spec)
-                    if seed is None:
-                        self.filtered += 1
-                        continue
-                else:
-                    seed = adapt_triples(raw.data, mapping, self.spec)
+                seed = self._adapt(raw.data, fmt, mapping)
             except SeedRowError as exc:
                 yield SeedError(location=raw.location, reason=str(exc))
                 continue
@@ -235,6 +242,13 @@ class SeedReader:
                 first = exc.errors()[0]
                 field = ".".join(str(p) for p in first["loc"])
                 yield SeedError(location=raw.location, reason=f"{field}: {first['msg']}")
+                continue
+            except Exception as exc:  # any other fault of this row: this row's error
+                reason = f"cannot be read as a seed ({type(exc).__name__}: {exc})"[:300]
+                yield SeedError(location=raw.location, reason=reason)
+                continue
+            if seed is None:
+                self.filtered += 1
                 continue
             if self.require_instruction and seed.instruction is None:
                 yield SeedError(
@@ -244,3 +258,24 @@ class SeedReader:
                 continue
             seed.location = raw.location  # for reports (duplicate ids), not identity
             yield seed
+
+    def _adapt(self, data: dict[str, Any], fmt: SeedFormat, mapping: dict[str, str]) -> Seed | None:
+        if fmt == "promptriever":
+            return adapt_promptriever(data, self.spec)
+        return adapt_triples(data, mapping, self.spec)
+
+
+def _no_seed(rows: int, filtered: int, first_bad: SeedError | None) -> str:
+    """Why a source gave no seed at all, for its one line."""
+    if rows == 0:
+        return (
+            "no seed rows (the source is empty, or holds only a header or blank lines); "
+            "give a file with at least one seed"
+        )
+    if filtered == rows:
+        return (
+            f"none of its {rows} Promptriever rows has instruction negatives "
+            "(has_instruction and new_negatives); nothing to generate"
+        )
+    where = f" (first: {first_bad.location}: {first_bad.reason})" if first_bad else ""
+    return f"none of its {rows} rows is a valid seed{where}"

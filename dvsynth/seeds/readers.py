@@ -1,26 +1,24 @@
 """Seed sources: any file, folder or Hub id in, a stream of raw rows with their location.
 
 Sources stream row by row (JSONL, Parquet batches, CSV, TSV, a local Hugging Face dataset
-folder, or a Hub id in streaming mode) so that a million-row file never sits in memory.
-Text files are decoded line by line, so a byte that is not UTF-8 is a bad row naming its
-line (like a line of invalid JSON), not a crash or a run stopped at row 900,000.
+folder, or a Hub id in streaming mode) so that a million-row file never sits in memory;
+text files are read by `seeds.text`. The manifest records each source's fingerprint
+(`describe_source`), so that a resumed run can tell that its source changed.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import functools
-import gzip
-import json
 import re
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from dvsynth.errors import UserError
+from dvsynth.seeds.raw import RawRow
+from dvsynth.seeds.text import is_json_array, iter_csv, iter_json, iter_tsv
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 BUNDLED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_seeds.jsonl"
@@ -28,19 +26,11 @@ BUNDLED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_seeds.js
 HUB_TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True)
-class RawRow:
-    """A source row before adaptation, with a human-readable location ("f.jsonl:12")."""
-
-    location: str
-    data: dict[str, Any] | None
-    error: str | None = None
-
-
 def describe_source(spec: str) -> dict[str, Any]:
     """A fingerprint of the seed source for the manifest: what it is and its state now.
 
-    A file by size and mtime, a Hub dataset by the commit its main branch points at.
+    A file by size and mtime, a folder by its data files' count, size and latest mtime,
+    a Hub dataset by the commit its main branch points at (`source_changes` compares two).
     """
     path = Path(spec)
     if path.is_file():
@@ -52,7 +42,14 @@ def describe_source(spec: str) -> dict[str, Any]:
             "mtime_ns": stat.st_mtime_ns,
         }
     if path.is_dir():
-        return {"kind": "folder", "path": str(path.resolve())}
+        stats = [f.stat() for f in sorted(path.rglob("*")) if f.is_file() and _is_data(f)]
+        return {
+            "kind": "folder",
+            "path": str(path.resolve()),
+            "files": len(stats),
+            "bytes": sum(s.st_size for s in stats),
+            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+        }
     if not HUB_ID.match(spec):
         return {"kind": "hub", "id": spec}  # not a source at all: reading it fails clearly
     revision, error = _hub_revision(spec)
@@ -60,6 +57,26 @@ def describe_source(spec: str) -> dict[str, Any]:
     if error:
         found["revision_error"] = error
     return found
+
+
+def source_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """How the source differs from its fingerprint in a run's manifest ([] when it does
+    not, or when either side does not know: a Hub revision not resolved, an older
+    manifest without the field)."""
+    changes = []
+    for key, what in (("files", "data files"), ("bytes", "bytes"), ("revision", "revision")):
+        old, new = recorded.get(key), now.get(key)
+        if old is not None and new is not None and old != new:
+            changes.append(f"{what} {old} -> {new}")
+    old, new = recorded.get("mtime_ns"), now.get("mtime_ns")
+    if old is not None and new is not None and old != new:
+        changes.append(f"modified {_when(old)} -> {_when(new)}")
+    return changes
+
+
+def _when(mtime_ns: int) -> str:
+    moment = datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc)
+    return moment.isoformat(sep=" ", timespec="seconds")
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,6 +117,8 @@ def estimate_total(spec: str) -> int | None:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
+    if is_json_array(path):
+        return None  # one line holds many rows
     if name.endswith((".jsonl", ".json", ".csv", ".tsv")) and path.stat().st_size < 2**30:
         with path.open("rb") as handle:
             count = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
@@ -108,70 +127,74 @@ def estimate_total(spec: str) -> int | None:
 
 
 def iter_raw_rows(spec: str, split: str = "train") -> Iterator[RawRow]:
-    """Stream the rows of any supported source; a unreadable source is a UserError."""
+    """Stream the rows of any supported source; a unreadable source is a UserError.
+
+    One rule for every kind: a row that cannot be read is a bad row at its location and
+    reading goes on. A folder of data files is read file by file with the readers of
+    those files (the files `load_dataset` would take for the split); only a Hub stream,
+    which cannot be resumed past an unreadable row, stops there with a UserError.
+    """
     path = Path(spec)
     if path.is_file():
-        name = path.name.lower()
-        if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
-            yield from _iter_jsonl(path)
-        elif name.endswith(".parquet"):
-            yield from _iter_parquet(path)
-        elif name.endswith((".csv", ".csv.gz")):
-            yield from _iter_csv(path)
-        elif name.endswith((".tsv", ".tsv.gz")):
-            yield from _iter_tsv(path)
-        else:
-            raise UserError(
-                f"{spec}: unsupported seed file type "
-                "(use .jsonl, .parquet, .csv, .tsv; .gz for the text formats)"
-            )
+        yield from _iter_file(path)
     elif path.is_dir():
-        yield from _iter_hf(spec, split, local=True)
+        yield from _iter_folder(path, split)
     elif HUB_ID.match(spec):
         yield from _iter_hf(spec, split, local=False)
     else:
         raise UserError(f"{spec}: no such seed file or folder")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
-    """(line number, text, error) per line; a line that is not UTF-8 carries its error.
+_READERS: tuple[tuple[tuple[str, ...], Callable[[Path], Iterator[RawRow]]], ...] = (
+    ((".jsonl", ".json", ".jsonl.gz", ".json.gz"), iter_json),
+    ((".parquet",), lambda path: _iter_parquet(path)),
+    ((".csv", ".csv.gz"), iter_csv),
+    ((".tsv", ".tsv.gz"), iter_tsv),
+)
+DATA_SUFFIXES = tuple(suffix for suffixes, _ in _READERS for suffix in suffixes)
 
-    Its text is then decoded with replacement characters, so that a CSV reader keeps its
-    place; readers report the error instead of using that text.
-    """
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+
+def _is_data(path: Path) -> bool:
+    return path.name.lower().endswith(DATA_SUFFIXES)
+
+
+def _iter_file(path: Path) -> Iterator[RawRow]:
+    name = path.name.lower()
+    for suffixes, reader in _READERS:
+        if name.endswith(suffixes):
+            return reader(path)
+    raise UserError(
+        f"{path}: unsupported seed file type "
+        "(use .jsonl, .json, .parquet, .csv, .tsv; .gz for the text formats)"
+    )
+
+
+def _iter_folder(folder: Path, split: str) -> Iterator[RawRow]:
+    """A `save_to_disk` folder, or the data files of `split` read with the file readers."""
+    if (folder / "dataset_dict.json").exists() or (folder / "state.json").exists():
+        yield from _iter_hf(str(folder), split, local=True)
+        return
+    files = _split_files(folder, split)
+    if not all(_is_data(file) for file in files):  # types only `datasets` reads
+        yield from _iter_hf(str(folder), split, local=True)
+        return
+    for file in files:
+        yield from _iter_file(file)
+
+
+def _split_files(folder: Path, split: str) -> list[Path]:
+    """The files `load_dataset(folder, split=split)` reads: its own split patterns, or the
+    README's `configs`, so a folder means here what it means to `datasets`."""
+    import datasets
+
     try:
-        with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if number == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)  # a BOM is not data
-                try:
-                    yield number, raw.decode("utf-8"), None
-                except UnicodeDecodeError as exc:
-                    byte, column = raw[exc.start], exc.start + 1
-                    error = f"not UTF-8 text (byte 0x{byte:02x} at column {column})"
-                    yield number, raw.decode("utf-8", errors="replace"), error
-    except (OSError, EOFError) as exc:  # a corrupt or truncated .gz
-        raise UserError(f"{path}: cannot read ({exc})") from None
-
-
-def _iter_jsonl(path: Path) -> Iterator[RawRow]:
-    for number, line, error in _lines(path):
-        location = f"{path}:{number}"
-        if error is not None:
-            yield RawRow(location, None, error)
-            continue
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield RawRow(location, None, f"invalid JSON ({exc.msg})")
-            continue
-        if not isinstance(data, dict):
-            yield RawRow(location, None, "a row must be a JSON object")
-            continue
-        yield RawRow(location, data)
+        found = datasets.load_dataset_builder(str(folder)).config.data_files or {}
+    except Exception as exc:  # no data files, an unreadable README: the folder's problem
+        raise UserError(f"{folder}: cannot open folder ({type(exc).__name__}: {exc})") from None
+    files = {str(name): [Path(file) for file in paths] for name, paths in found.items()}
+    if split not in files:
+        raise UserError(f"{folder}: no split '{split}' (splits: {', '.join(files) or 'none'})")
+    return files[split]
 
 
 def _iter_parquet(path: Path) -> Iterator[RawRow]:
@@ -188,73 +211,8 @@ def _iter_parquet(path: Path) -> Iterator[RawRow]:
             yield RawRow(f"{path}:row {number}", data)
 
 
-def _header(path: Path, number: int, error: str | None, fields: list[str]) -> list[str]:
-    """The column names; a header that cannot be read stops the run (no row has columns)."""
-    if error is not None:
-        raise UserError(f"{path}:{number}: header is {error}")
-    if not any(name.strip() for name in fields):
-        raise UserError(f"{path}:{number}: empty header row (the first row names the columns)")
-    return fields
-
-
-def _row(path: Path, number: int, header: list[str], fields: list[str], kind: str) -> RawRow:
-    if len(fields) != len(header):
-        return RawRow(
-            f"{path}:{number}",
-            None,
-            f"{len(fields)} {kind} fields where the header has {len(header)}",
-        )
-    return RawRow(f"{path}:{number}", dict(zip(header, fields, strict=True)))
-
-
-def _iter_tsv(path: Path) -> Iterator[RawRow]:
-    """Plain tab-separated lines: no quoting, so a `"` inside a passage stays text."""
-    header: list[str] | None = None
-    for number, line, error in _lines(path):
-        line = line.rstrip("\r\n")
-        if header is None:
-            if line or error is not None:
-                header = _header(path, number, error, line.split("\t"))
-            continue
-        if error is not None:
-            yield RawRow(f"{path}:{number}", None, error)
-        elif line:
-            yield _row(path, number, header, line.split("\t"), "tab-separated")
-
-
-def _iter_csv(path: Path) -> Iterator[RawRow]:
-    """RFC 4180 CSV (quoted fields may span lines); a record with a bad line is a bad row."""
-    csv.field_size_limit(2**31 - 1)
-    bad: dict[int, str] = {}
-
-    def text() -> Iterator[str]:
-        for number, line, error in _lines(path):
-            if error is not None:
-                bad[number] = error
-            yield line
-
-    reader = csv.reader(text())
-    header: list[str] | None = None
-    last = 0  # the line the previous record ended on
-    try:
-        for fields in reader:
-            first, last = last + 1, reader.line_num
-            errors = [(n, bad.pop(n)) for n in range(first, last + 1) if n in bad]
-            if header is None:
-                error = errors[0][1] if errors else None
-                if fields or error is not None:
-                    header = _header(path, first, error, fields)
-            elif errors:
-                number, error = errors[0]
-                yield RawRow(f"{path}:{number}", None, error)
-            elif fields:
-                yield _row(path, last, header, fields, "comma-separated")
-    except csv.Error as exc:
-        raise UserError(f"{path}:{reader.line_num}: not readable as CSV ({exc})") from None
-
-
 def _iter_hf(spec: str, split: str, local: bool) -> Iterator[RawRow]:
-    """A local HF dataset folder (save_to_disk or data files) or a Hub id, streamed."""
+    """A `save_to_disk` folder, a folder of files only `datasets` reads, or a Hub id."""
     import datasets
 
     try:
@@ -282,7 +240,10 @@ def _iter_hf(spec: str, split: str, local: bool) -> Iterator[RawRow]:
             data = next(rows)
         except StopIteration:
             return
-        except Exception as exc:
-            raise UserError(f"{spec}: reading failed after row {number} ({exc})") from None
+        except Exception as exc:  # a stream cannot be read past it; a folder's files can
+            raise UserError(
+                f"{spec}: reading failed after row {number} ({exc}); download the "
+                "dataset's files and pass their folder as --seeds to skip bad rows"
+            ) from None
         number += 1
         yield RawRow(f"{spec}[{split}]:row {number}", data)
