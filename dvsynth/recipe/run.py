@@ -91,7 +91,7 @@ def check_rules(recipe: Recipe, path: Path) -> None:
             detail = str(exc).removeprefix("--validator ")
             raise UserError(f"{path}: validation.custom_validators: {detail}") from None
     try:
-        build_rules(val.rule_options, tuple(val.disabled_rules))
+        build_rules(val.rule_options.as_dict(), tuple(val.disabled_rules))
     except UserError as exc:
         raise UserError(f"{path}: validation: {exc}") from None
 
