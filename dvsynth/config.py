@@ -12,9 +12,9 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from dvsynth.errors import UserError
 from dvsynth.prompts import DEFAULT_CHECK_PROMPT, DEFAULT_JUDGE_PROMPT
@@ -27,6 +27,9 @@ DEFAULT_MODEL = "local/smollm2"
 DEFAULT_RUNS_DIR = Path("dvsynth-runs")
 
 
+_Settings = TypeVar("_Settings", bound="CallSettings")
+
+
 class CallSettings(BaseModel):
     """How LLM calls travel (speed, limits, faults), shared by every LLM stage."""
 
@@ -36,10 +39,23 @@ class CallSettings(BaseModel):
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
     transport: str = "auto"  # how calls travel, never what they return: not identity
+    # Set by a recipe: errors then name its keys (generate.model), not the CLI's options.
+    _in_recipe: bool = PrivateAttr(False)
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments of `LLMClient` that these settings fill."""
         return self.model_dump(include=set(CallSettings.model_fields))
+
+    def option_names(self, role: str) -> Any:
+        """How the `role` ("generator" or "judge") client's errors name its options."""
+        from dvsynth.llm.options import options_for
+
+        return options_for(role, recipe=self._in_recipe)
+
+    def from_recipe(self: _Settings) -> _Settings:
+        """These settings, marked as a recipe's (`option_names`)."""
+        self._in_recipe = True
+        return self
 
 
 class EngineSettings(BaseModel):

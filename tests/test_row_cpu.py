@@ -224,7 +224,7 @@ def test_http_calls_time_out_at_timeout_without_a_timer_of_the_clients_own():
                 client = LLMClient(
                     "openai/m", api_base=f"http://127.0.0.1:{port}/{path}/v1", timeout=0.4
                 )
-                assert client._http is not None
+                assert client.route.kind == "http"
                 start = time.perf_counter()
                 try:
                     await asyncio.wait_for(client._call([{"role": "user", "content": "x"}], {}), 5)
@@ -260,7 +260,7 @@ def test_completion_priced_as_built_equals_priced_by_replace(local, monkeypatch)
         cost = 0.0
     else:
         client = LLMClient("openai/m", api_base="http://127.0.0.1:1/v1")
-        monkeypatch.setattr(client, "_priced", lambda p, c: p * 1e-6 + c * 3e-6)
+        monkeypatch.setattr(client.pricing, "tokens", lambda p, c: p * 1e-6 + c * 3e-6)
         cost = 1234 * 1e-6 + 56 * 3e-6
     slow = replace(completion_from_json(data), cost_usd=cost)
     assert client._json_to_completion(data) == slow

@@ -32,10 +32,10 @@ from dvsynth.llm.batch.rounds import (
 from dvsynth.llm.client import LLMClient
 from dvsynth.prompts import DEFAULT_PROMPTS, PromptTemplate, load_template
 from dvsynth.records import DualView, Mode, SeedError
-from dvsynth.redact import redact
 from dvsynth.runs.loop import run_stage_loop
 from dvsynth.runs.pipeline import RunStats, run_stage
 from dvsynth.runs.store import MANIFEST, RunStore, read_manifest, write_json_atomic
+from dvsynth.secrets import redact_values
 from dvsynth.seeds.adapters import SeedReader
 from dvsynth.seeds.readers import describe_source, estimate_total, source_changes
 from dvsynth.seeds.shards import parse_shard, select_shard
@@ -87,11 +87,8 @@ def prepare_run(config: GenerateConfig) -> PreparedRun:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "identity": identity,
         "identity_sha256": identity_hash(identity),
-        "config": {
-            **config.model_dump(mode="json", exclude={"out"}),
-            "api_base": redact(config.api_base) if config.api_base else None,
-            "extra_api_bases": [redact(base) for base in config.extra_api_bases],
-        },
+        # Every string as stored (`secrets.redact_values`): URLs without credentials.
+        "config": redact_values(config.model_dump(mode="json", exclude={"out"})),
         "prompts": {templates[m].name: templates[m].sha256 for m in used},
         "seed_source": describe_source(config.seeds),
         "versions": _versions(),
@@ -124,6 +121,7 @@ def generate_run(
             max_tokens=config.max_tokens,
             seed=config.sampling_seed,
             **config.client_options(),
+            options=config.option_names("generator"),
         )
     client.check(require_key=not config.dry_run)
     provider = _provider(config, client)  # a model without a batch API fails here

@@ -1,12 +1,13 @@
-"""One async chat client for every provider, through litellm, with a response cache.
+"""One async chat client for every provider, with a response cache.
 
-litellm speaks to OpenAI, Anthropic, vLLM and a hundred others with one call shape, so
-the pipeline never knows which it talks to. An OpenAI-compatible --api-base and the
-embedded model are called directly instead, and then litellm is never imported: its
-import alone takes seconds, which a short run would pay before its first request
-(prices come from litellm's bundled table, `llm.prices`). The cache, keyed by (model,
-messages, sampling), is what makes a rerun after a kill free: a finished call is never
-paid twice.
+The client is built from three parts, each deciding one thing once: the key rule
+(`llm.keys`: which variable's value goes to which server), the route (`llm.routes`: the
+lean HTTP transport for an OpenAI-compatible --api-base, the embedded model, or
+litellm, whose import alone takes seconds and is paid only where it is used), and the
+pricing (`llm.pricing`). What is left here is what every call shares: the cache, keyed
+by (model, messages, sampling), which makes a rerun after a kill free (a finished call
+is never paid twice), rate limits, retries, and sorting errors into row or fatal. Every
+error names the options the client was built from (`llm.options`).
 """
 
 from __future__ import annotations
@@ -14,46 +15,43 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-# litellm fetches its price table over the network at import unless told not to.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-# litellm caps its aiohttp pool at 500 connections per host, read once at import; past
-# that, calls queue inside litellm (and log a warning each). --concurrency is the cap.
-os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT", "65536")
-os.environ.setdefault("AIOHTTP_CONNECTOR_LIMIT_PER_HOST", "0")
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # noqa: E402
-
-from dvsynth.errors import FatalLLMError, RowError, UserError  # noqa: E402
-from dvsynth.llm.keys import NO_KEY, choose_key, plain_http_warning  # noqa: E402
-from dvsynth.llm.limits import RateLimits  # noqa: E402
-from dvsynth.llm.prices import UNSURE, lean_rates  # noqa: E402
-from dvsynth.llm.retry import (  # noqa: E402
+from dvsynth.errors import FatalLLMError, RowError, UserError
+from dvsynth.llm.keys import (
+    choose_key,
+    has_userinfo,
+    host_of,
+    host_variables,
+    not_a_variable_name,
+    plain_http_warning,
+)
+from dvsynth.llm.limits import RateLimits
+from dvsynth.llm.litellm_module import litellm
+from dvsynth.llm.options import GENERATOR, ClientOptions
+from dvsynth.llm.pricing import Pricing
+from dvsynth.llm.retry import (
     error_kind,
     is_systematic_client_error,
     status_of,
     wait_retry_after_or_backoff,
 )
-from dvsynth.llm.servers import ServerPool  # noqa: E402
-from dvsynth.llm.transports.http import (  # noqa: E402
-    MalformedResponse,
-    OpenAIHTTPTransport,
-    is_openai_compatible,
-)
-from dvsynth.redact import redact  # noqa: E402
+from dvsynth.llm.routes import LOCAL_PREFIX, TRANSPORTS, CallTimeout, choose_route
+from dvsynth.llm.servers import ServerPool
+from dvsynth.llm.transports.http import MalformedResponse
+from dvsynth.redact import redact
+from dvsynth.secrets import url_has_credentials
 
 if TYPE_CHECKING:
     from dvsynth.llm.batch.session import BatchSession
 
-LOCAL_PREFIX = "local/"
-_TIMEOUT = getattr(asyncio, "timeout", None)  # Python 3.11+
-TRANSPORTS = ("auto", "litellm", "http")
+__all__ = ["LOCAL_PREFIX", "TRANSPORTS", "CallTimeout", "Completion", "LLMClient"]
+
 # A 4xx that every row hits (unsupported parameter, unknown model name) stops the run
 # after this many calls, when none has succeeded, instead of rejecting every seed.
 FATAL_AFTER_CLIENT_ERRORS = 3
@@ -78,23 +76,10 @@ class Completion:
     batch: bool = False
 
 
-class CallTimeout(TimeoutError):
-    """No answer within --timeout."""
-
-
 class ResponseCache(Protocol):
     def get_response(self, key: str) -> dict[str, Any] | None: ...
 
     def put_response(self, key: str, value: dict[str, Any]) -> None: ...
-
-
-@lru_cache(maxsize=1)
-def _litellm():
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.drop_params = True  # providers that lack a parameter (seed) still answer
-    return litellm
 
 
 def cache_key(model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
@@ -142,20 +127,20 @@ class LLMClient:
         transport: str = "auto",
         extra_params: dict[str, Any] | None = None,
         api_key_env: str | None = None,
-        key_option: str = "--api-key-env",
+        options: ClientOptions = GENERATOR,
         on_notice: Callable[[str], None] | None = None,
         extra_api_bases: Sequence[str] = (),
     ) -> None:
         self.model = model
         self.api_base = api_base
         # Every server this client spreads its calls over (`llm.servers`); the first is
-        # `api_base`, whose provider and key decide for all.
+        # `api_base`, whose host decides the key for all.
         self.api_bases = [api_base, *extra_api_bases] if api_base else []
         self.api_key_env = api_key_env  # the variable's name; its value is never stored
-        self.key_option = key_option
+        self.options = options
         self.on_notice = on_notice or _print_warning
-        self._keys = choose_key(model, api_base, api_key_env)
-        self._key = self._keys.value()
+        self.key_choice = choose_key(model, api_base, api_key_env, self.api_bases[1:])
+        self._key = self.key_choice.value()
         self._succeeded = False  # a live call of this client has returned an answer
         self._client_errors = 0  # systematic 4xx answers while none had succeeded
         self.params: dict[str, Any] = {
@@ -175,85 +160,33 @@ class LLMClient:
         # Batch mode: calls the cache cannot answer are queued here, not sent.
         self.batch: BatchSession | None = None
         self._provider: tuple[str, str] | None = None
-        self._price_known: bool | None = None
-        self._rates: tuple[float, float] | None | str | bool = False  # False: not looked up
         self.servers = ServerPool(max(1, len(self.api_bases)), concurrency)
-        # The embedded model runs in this process; litellm only where asked for.
-        self._direct_local = self.is_local and transport != "litellm"
-        if self.is_local and not self._direct_local:
-            from dvsynth.llm.transports.local import register_local_provider
-
-            register_local_provider(self._litellm)
-        self._litellm_key = self._litellm_api_key()
-        self._http = self._pick_transport(transport)
-
-    @property
-    def _litellm(self) -> Any:
-        """litellm, imported on first use (the lean and local paths never use it)."""
-        return _litellm()
-
-    def _litellm_api_key(self) -> dict[str, str]:
-        """The `api_key` argument for litellm, where litellm must not choose it itself.
-
-        litellm's OpenAI client sends OPENAI_API_KEY to any --api-base that has no key
-        of its own; a placeholder stops it. Providers that read only their own variable
-        (anthropic/ behind a proxy) are left to litellm. An OpenAI-compatible provider's
-        own key (groq/ behind a proxy) becomes this client's key, for redaction and the
-        plain-http warning.
-        """
-        if self.is_local:
-            return {}
-        if not self._keys.litellm_decides:
-            return {"api_key": self._key or NO_KEY}
-        if not self.api_base:
-            return {}
-        try:
-            _, provider, own_key, _ = self._litellm.get_llm_provider(
-                self.model, api_base=self.api_base
-            )
-        except Exception:
-            return {}  # check() reports the unknown provider
-        if provider in self._litellm.openai_compatible_providers:
-            self._key = own_key or None
-            return {"api_key": own_key or NO_KEY}
-        return {}
-
-    def _pick_transport(self, transport: str) -> list[OpenAIHTTPTransport] | None:
-        """The lean HTTP transport for OpenAI-compatible --api-base servers, else litellm.
-
-        `auto` takes the lean path wherever it applies: the same request body, at a
-        fraction of litellm's CPU per call (benchmarks/README.md, throughput).
-        """
-        if transport not in TRANSPORTS:
-            raise UserError(f"--transport: '{transport}' is not one of {', '.join(TRANSPORTS)}")
-        fits = is_openai_compatible(self.model, self.api_base)
-        if transport == "http" and not fits:
-            raise UserError(
-                "--transport http: needs an OpenAI-compatible model "
-                "(openai/<name> or hosted_vllm/<name>) and --api-base"
-            )
-        if transport == "litellm" or not fits:
-            return None
-        return [
-            OpenAIHTTPTransport(self.model, base, self._key, self.timeout)
-            for base in self.api_bases
-        ]
+        self.route = choose_route(
+            model, self.api_bases, transport, self.key_choice, timeout, options
+        )
+        self.pricing = Pricing(model, local=self.is_local, lean=self.route.kind == "http")
 
     async def aclose(self) -> None:
         """Close pooled connections; call at the end of each event loop that used them."""
-        for transport in self._http or ():
-            await transport.aclose()
+        await self.route.aclose()
 
     def check(self, require_key: bool = True) -> None:
         """Fail fast, before any row, on an unknown provider or a missing API key (not
         needed by a dry run, which sends nothing)."""
+        names = self.options
+        if self.api_key_env and not_a_variable_name(self.api_key_env):
+            # Never echoed: a value that is not a variable's name may be the key itself.
+            raise UserError(
+                f"{names.api_key_env}: takes the NAME of the environment variable that "
+                "holds the key (such as MY_API_KEY), never the key itself"
+            )
         try:
-            if not (self._direct_local or self._http is not None):  # known by their prefix
-                self._litellm.get_llm_provider(self.model)
+            if self.route.kind == "litellm" and not self.is_local:  # others: by their prefix
+                litellm().get_llm_provider(self.model)
         except Exception:
             raise UserError(
-                f"--model: '{self.model}' names no known provider; use a litellm model string "
-                "such as openai/gpt-4o-mini, anthropic/<model>, hosted_vllm/<model>, "
+                f"{names.model}: '{self.model}' names no known provider; use a litellm model "
+                "string such as openai/gpt-4o-mini, anthropic/<model>, hosted_vllm/<model>, "
                 "or local/smollm2"
             ) from None
         if self.is_local:
@@ -265,53 +198,54 @@ class LLMClient:
             return
         if self.api_key_env and not self._key:
             raise UserError(
-                f"{self.key_option} {self.api_key_env}: no such environment variable is set"
+                f"{names.api_key_env} {self.api_key_env}: no such environment variable is set"
+            )
+        if self.key_choice.variable in host_variables(self.api_base or "") and not self._key:
+            raise UserError(
+                f"{names.model} {self.model}: missing API key for "
+                f"{host_of(self.api_base or '')}, set {self.key_choice.variable}"
+            )
+        if any(has_userinfo(base) for base in self.api_bases) and (
+            self._key or self.route.kind == "litellm"
+        ):
+            raise UserError(
+                f"{names.api_base}: credentials in the URL (user:password@) cannot travel "
+                "with an API key header; drop them from the URL and name the variable that "
+                f"holds the key with {names.api_key_env}"
             )
         self._warn_if_key_in_clear()
+        if any(url_has_credentials(base) for base in self.api_bases):
+            self.on_notice(
+                f"{names.api_base}: the credentials in its URL are sent but never stored "
+                "(manifest, batch ledger, recipe from-run); a later command on this run "
+                f"will not have them: name the variable that holds the key with {names.api_key_env}"
+            )
         if self.api_base or self.api_key_env:
             return  # self-hosted servers usually need no key; a named key is present
-        missing = self._litellm.validate_environment(self.model).get("missing_keys") or []
+        missing = litellm().validate_environment(self.model).get("missing_keys") or []
         if missing:
-            raise UserError(f"--model {self.model}: missing API key, set {', '.join(missing)}")
+            raise UserError(
+                f"{names.model} {self.model}: missing API key, set {', '.join(missing)}"
+            )
 
     def _warn_if_key_in_clear(self) -> None:
         """Warn when a real key would go over plain http:// to a machine not this one."""
-        if self._key:
-            what = f"the API key in {self._keys.variable or 'the provider variable'}"
-        elif self._keys.litellm_decides and self.api_base and not self._litellm_key:
-            found = self._litellm.validate_environment(self.model).get("keys_in_environment")
-            what = f"the {self.model.split('/', 1)[0]} API key" if found else ""
-        else:
-            what = ""
-        for base in self.api_bases if what else ():
-            warning = plain_http_warning(base, what)
+        if not self._key:
+            return
+        for base in self.api_bases:
+            warning = plain_http_warning(base, f"the API key in {self.key_choice.variable}")
             if warning:
-                self.on_notice(f"--model {self.model}: {warning}")
+                self.on_notice(f"{self.options.model} {self.model}: {warning}")
 
     def price_known(self) -> bool:
         """Whether litellm's price table has this model (else cost shows as unknown)."""
-        if self.is_local:
-            return True
-        if self._lean_rates() != UNSURE:
-            return self._rates is not None
-        try:
-            info = self._litellm.get_model_info(self.model)
-        except Exception:
-            return False
-        return bool(info.get("input_cost_per_token") or info.get("output_cost_per_token"))
-
-    def _lean_rates(self) -> tuple[float, float] | None | str:
-        """litellm's flat rates for a lean-path model, read from its bundled table on
-        first use (after the first request, not before); UNSURE: ask litellm."""
-        if self._rates is False:
-            self._rates = lean_rates(self.model) if self._http is not None else UNSURE
-        return self._rates  # type: ignore[return-value]
+        return self.pricing.known()
 
     @property
     def key_variable(self) -> str | None:
         """The NAME of the variable this client's key comes from (None: the provider's
         own choice); what a batch records so `dvsynth batch status` finds the key again."""
-        return self._keys.variable
+        return self.key_choice.variable
 
     @property
     def api_key(self) -> str | None:
@@ -346,7 +280,7 @@ class LLMClient:
                 return Completion(**{**hit, "cached": True})
         if self.batch is not None:
             self.batch.defer(key, self.batch_body(messages))
-        elif self._http is not None:
+        elif self.route.kind == "http":
             messages = EncodedMessages(messages)
             messages.sorted_json = encoded
         estimate = self.limits.estimate(messages) if self.limits.active else 0
@@ -388,20 +322,35 @@ class LLMClient:
                 with attempt:
                     return await self._attempt(messages, extra, estimate, server)
         except Exception as exc:
-            message = f"{type(exc).__name__}: {self._redact(_short(exc))}"
-            if error_kind(exc) == "fatal":
-                raise FatalLLMError(f"--model {self.model}: {message}") from None
-            if is_systematic_client_error(exc) and not self._succeeded:
-                self._client_errors += 1
-                if self._client_errors >= FATAL_AFTER_CLIENT_ERRORS:
-                    raise FatalLLMError(
-                        f"--model {self.model}: the first {self._client_errors} calls all "
-                        f"failed with HTTP {status_of(exc)} and none succeeded, so every "
-                        f"row would: {message}"
-                    ) from None
-            transient = error_kind(exc) == "transient"  # retries ran out: a rerun tries again
-            raise RowError(f"llm:{type(exc).__name__}", message, transient=transient) from None
+            raise self._sorted_error(exc) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _sorted_error(self, exc: Exception) -> Exception:
+        """The last error of a call as a fatal error (the run stops) or a row error,
+        redacted, naming this client's options."""
+        message = f"{type(exc).__name__}: {self._redact(_short(exc))}"
+        where = f"{self.options.model} {self.model}"
+        if error_kind(exc) == "fatal":
+            return FatalLLMError(f"{where}: {message}{self._no_key_hint(exc)}")
+        if is_systematic_client_error(exc) and not self._succeeded:
+            self._client_errors += 1
+            if self._client_errors >= FATAL_AFTER_CLIENT_ERRORS:
+                return FatalLLMError(
+                    f"{where}: the first {self._client_errors} calls all failed with HTTP "
+                    f"{status_of(exc)} and none succeeded, so every row would: {message}"
+                )
+        transient = error_kind(exc) == "transient"  # retries ran out: a rerun tries again
+        return RowError(f"llm:{type(exc).__name__}", message, transient=transient)
+
+    def _no_key_hint(self, exc: Exception) -> str:
+        """Where a server refused a call that carried no key: how to send one."""
+        if self._key or not self.api_bases or status_of(exc) not in (401, 403):
+            return ""
+        return (
+            f" (no API key was sent to {self.options.api_base}: a provider's key goes only "
+            f"to its own API; name the variable that holds this server's key with "
+            f"{self.options.api_key_env})"
+        )
 
     async def _attempt(
         self, messages: list[dict[str, str]], extra: dict[str, Any], estimate: int, server: int
@@ -412,40 +361,15 @@ class LLMClient:
     async def _call(
         self, messages: list[dict[str, str]], extra: dict[str, Any], server: int = 0
     ) -> Any:
-        """One request to one server, no retries of its own (litellm's and the OpenAI
-        SDK's are off)."""
-        if self._http is not None:
-            # The transport's session enforces the same --timeout (aiohttp's total
-            # timeout, over connecting, sending and reading the whole body, raising
-            # TimeoutError): a second timer per call here cost a visible share of CPU.
-            try:
-                return await self._http[server].chat(messages, self.params)
-            except asyncio.TimeoutError:
-                raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
-        if self._direct_local:
-            from dvsynth.llm.transports.local import local_chat
-
-            return await local_chat(self.model, messages, self.params, extra)
-        call = self._litellm_call(messages, extra, server)
-        if self.is_local:
-            return await call  # a llama.cpp call cannot be interrupted; it has no timeout
-        try:
-            if _TIMEOUT is None:  # Python 3.10
-                return await asyncio.wait_for(call, self.timeout)
-            # Not wait_for: before 3.12 it wraps every call in a task of its own.
-            async with _TIMEOUT(self.timeout):
-                return await call
-        except asyncio.TimeoutError:
-            raise CallTimeout(f"no answer within --timeout {self.timeout:g}s") from None
+        """One request to one server, through the client's route."""
+        return await self.route.call(messages, self.params, extra, server)
 
     def provider(self) -> tuple[str, str]:
         """(litellm's provider name, the model as that provider names it)."""
-        if self._provider is None and self._direct_local:  # litellm never hears of it
+        if self._provider is None and self.route.kind == "local":  # litellm never hears of it
             self._provider = ("local", self.model.removeprefix(LOCAL_PREFIX))
         if self._provider is None:
-            model, provider, _, _ = self._litellm.get_llm_provider(
-                self.model, api_base=self.api_base
-            )
+            model, provider, _, _ = litellm().get_llm_provider(self.model, api_base=self.api_base)
             self._provider = (provider, model)
         return self._provider
 
@@ -458,23 +382,6 @@ class LLMClient:
     def _redact(self, text: str) -> str:
         """`redact`, also of this client's key (whatever its variable is called)."""
         return redact(text, extra=(self._key,) if self._key else ())
-
-    def _litellm_call(
-        self, messages: list[dict[str, str]], extra: dict[str, Any], server: int = 0
-    ) -> Any:
-        kwargs: dict[str, Any] = {**self.params, **self._litellm_key}
-        if extra:
-            kwargs["extra_body"] = extra
-        if self.api_bases:
-            kwargs["api_base"] = self.api_bases[server]
-        return self._litellm.acompletion(
-            model=self.model,
-            messages=messages,
-            timeout=self.timeout,
-            num_retries=0,
-            max_retries=0,
-            **kwargs,
-        )
 
     def _to_completion(self, response: Any) -> Completion:
         if isinstance(response, dict):
@@ -489,7 +396,7 @@ class LLMClient:
             text=text,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost_usd=self._cost(response),
+            cost_usd=self.pricing.response(response),
             latency_s=0.0,
             finish_reason=getattr(choice, "finish_reason", None),
             logprobs=_top_logprobs(_plain(getattr(choice, "logprobs", None))),
@@ -499,47 +406,7 @@ class LLMClient:
     def _json_to_completion(self, data: dict[str, Any]) -> Completion:
         """A completion from the OpenAI JSON body the HTTP transport returns."""
         # Priced as it is built: a `replace` per call (a new frozen dataclass) cost more.
-        return completion_from_json(data, _free if self.is_local else self._priced)
-
-    def _priced(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """litellm's price for these token counts, or None when it has no price."""
-        if not self._has_price():
-            return None
-        if isinstance(self._rates, tuple):  # litellm's own flat rates, from its table
-            return float(prompt_tokens * self._rates[0] + completion_tokens * self._rates[1])
-        try:
-            prompt_cost, completion_cost = self._litellm.cost_per_token(
-                model=self.model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-            )
-        except Exception:
-            return None
-        return float(prompt_cost + completion_cost)
-
-    def _has_price(self) -> bool:
-        """`price_known()`, looked up once per client."""
-        if self._price_known is None:
-            self._price_known = self.price_known()
-        return self._price_known
-
-    def _cost(self, response: Any) -> float | None:
-        """The provider's price for this call, or None when litellm has no price for it.
-
-        litellm already priced the response while logging it; reuse that figure rather
-        than pay for a second lookup on every call.
-        """
-        if self.is_local:
-            return 0.0
-        if not self._has_price():
-            return None
-        cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-        if cost is None:
-            try:
-                cost = self._litellm.completion_cost(completion_response=response)
-            except Exception:
-                return None
-        return float(cost)
+        return completion_from_json(data, self.pricing.tokens)
 
 
 MAX_LOGPROB_TOKENS = 8
@@ -550,11 +417,6 @@ def _cached_fields(completion: Completion) -> dict[str, Any]:
     """What the cache keeps of a completion: `asdict` less `cached`, without asdict's
     deep copy (the values are only serialised)."""
     return {name: getattr(completion, name) for name in _CACHED_FIELDS}
-
-
-def _free(prompt_tokens: int, completion_tokens: int) -> float:
-    """The price of an embedded model's call."""
-    return 0.0
 
 
 def completion_from_json(

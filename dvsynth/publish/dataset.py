@@ -12,6 +12,7 @@ from dvsynth.publish.export import ExportReport, write_data
 from dvsynth.publish.folder import staged_folder
 from dvsynth.records import DualView
 from dvsynth.runs.stats import StatsCollector, recorded_stages
+from dvsynth.secrets import redact
 
 CARD_FILE = "README.md"
 RECIPE_FILE = "recipe.yaml"  # `dvsynth run` makes this version again from it
@@ -56,7 +57,8 @@ def export_dataset(
         )
         stats = counts.result(run_dirs)
         card = build_card(run_dirs, report, options, stats, examples, recipe_sha256=recipe_sha)
-        (staging / CARD_FILE).write_text(str(card), encoding="utf-8")
+        # Through the one secret detector: the card quotes runs' settings and rows.
+        (staging / CARD_FILE).write_text(redact(str(card)), encoding="utf-8")
         if recipe is not None:
             (staging / RECIPE_FILE).write_bytes(recipe)
     report.out = out

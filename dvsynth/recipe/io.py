@@ -18,35 +18,12 @@ from pydantic import ValidationError
 
 from dvsynth.errors import UserError
 from dvsynth.recipe.model import Recipe
+from dvsynth.secrets import looks_secret
 
 RECIPE_FILE = "recipe.yaml"
 
 #: An environment variable's name: what every `*_env` key must hold.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Strings that are secrets, whatever key holds them: bearer tokens, passwords in URLs,
-#: and keys with a fixed shape (Google `AIza`, AWS `AKIA`, GitHub, Slack).
-_SECRET_VALUE = re.compile(
-    r"\bAIza[0-9A-Za-z_-]{20,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-    r"|\b(?:ghp|gho|ghs|github_pat)_[A-Za-z0-9_]{20,}"
-    r"|\bxox[abpr]-[A-Za-z0-9-]{10,}"
-    r"|\bBearer\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|://[^/\s:@]+:[^/\s@]+@"
-)
-#: Provider keys with a prefix (OpenAI `sk-`, Anthropic `sk-ant-`, Hugging Face `hf_`,
-#: Groq `gsk_`): random text of mixed case, unlike a path such as `hf_msmarco_seeds`.
-_PREFIXED_KEY = re.compile(r"\b(?:sk|pk|rk|hf|gsk)[-_][A-Za-z0-9_-]{16,}")
-
-
-def _looks_secret(text: str) -> bool:
-    if _SECRET_VALUE.search(text):
-        return True
-    return any(
-        re.search(r"[A-Z]", m.group()[3:]) and re.search(r"[a-z0-9]", m.group()[3:])
-        for m in _PREFIXED_KEY.finditer(text)
-    )
-
-
 #: Keys that would hold a secret's value; a recipe names a variable instead.
 _SECRET_KEY = re.compile(r"(^|_)(api_key|key|token|secret|password)$", re.IGNORECASE)
 
@@ -181,7 +158,7 @@ def _refuse_secret_text(text: str, name: str) -> None:
     """A key-shaped string anywhere in the file, comments included: the file is
     published as it is."""
     for number, line in enumerate(text.splitlines(), start=1):
-        if _looks_secret(line):
+        if looks_secret(line):
             key = line.split("#", 1)[0].split(":", 1)[0].strip() or "a comment"
             raise UserError(
                 f"{name}:{number}: {key}: looks like a secret value; a recipe names the "
@@ -214,7 +191,7 @@ def check_secrets(raw: Any, name: str, node: Any = None, loc: tuple = ()) -> Non
     elif isinstance(raw, list):
         for index, value in enumerate(raw):
             check_secrets(value, name, node, (*loc, index))
-    elif isinstance(raw, str) and _looks_secret(raw):
+    elif isinstance(raw, str) and looks_secret(raw):
         dotted = ".".join(map(str, loc))
         line = _line_of(node, loc) if node is not None else None
         where = f"{name}:{line}" if line else name

@@ -127,7 +127,7 @@ class Recipe(BaseModel):
             **self.limits.model_dump(),
             out=out or self.out,
             dry_run=dry_run,
-        )
+        ).from_recipe()
 
     def validate_config(self, run_dir: Path, dry_run: bool = False) -> ValidateConfig:
         """The `ValidateConfig` of `dvsynth validate RUN` with the same options; the cap
@@ -143,7 +143,7 @@ class Recipe(BaseModel):
             **limits,
             max_cost=max_cost if batched else None,
             dry_run=dry_run,
-        )
+        ).from_recipe()
 
     def card_options(self) -> CardOptions:
         if self.export is None:

@@ -109,7 +109,7 @@ def _judge_client(config: ValidateConfig, model: str) -> LLMClient:
         if config.judge_logprobs and not local
         else None,
         api_key_env=config.judge_api_key_env,
-        key_option="--judge-api-key-env",
+        options=config.option_names("judge"),
     )
 
 

@@ -25,7 +25,7 @@ from dvsynth.llm.batch.provider import BatchProvider, BatchResult, BatchStatus
 from dvsynth.llm.batch.session import is_transient_status
 from dvsynth.llm.client import completion_from_batch
 from dvsynth.llm.transports.http import MalformedResponse
-from dvsynth.redact import redact
+from dvsynth.redact import redact, safe_url
 
 #: A request that expired (or vanished) this many times is failed, not sent again in
 #: this invocation; its row is retried by the next run of the command.
@@ -84,7 +84,7 @@ class BatchEngine:
         self.stage = stage
         self.model = model
         self.provider = provider
-        self.api_base = redact(api_base) if api_base else None
+        self.api_base = safe_url(api_base) if api_base else None  # as the ledger stores it
         self.key_env = key_env
         self.run_tag = run_tag
         # Requests whose tries ran out in this invocation: their rows fail now, and the

@@ -7,6 +7,7 @@ import os
 
 from dvsynth.errors import UserError
 from dvsynth.llm.batch.provider import BatchProvider
+from dvsynth.llm.keys import NO_KEY
 
 #: litellm providers whose batch calls (files + batches) take the OpenAI format.
 LITELLM_BATCH_PROVIDERS = frozenset(
@@ -26,6 +27,8 @@ def provider_for(
         raise UserError(
             f"{option}: the embedded local model has no batch API; run it online (without {option})"
         )
+    if api_base and not api_key:
+        api_key = NO_KEY  # the key rule (`llm.keys`) sends no provider's key to this server
     if provider == "anthropic":
         from dvsynth.llm.batch.anthropic import AnthropicBatches
 
