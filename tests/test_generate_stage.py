@@ -110,3 +110,47 @@ def test_a_server_answering_a_number_rejects_the_row_for_good(run_cli, tmp_path)
             assert result.code == 0, result.err
     [row] = read_rows(tmp_path / "run")
     assert row["status"] == "rejected" and row["reasons"] == ["generator:unparsable"]
+
+
+@pytest.mark.parametrize("content", [5, ["a", 1], {"label": "yes"}])
+def test_a_judge_answering_not_text_rejects_by_its_own_verdict(run_cli, tmp_path, content):
+    """The judge and the instruction check read text too: content that is not text is
+    their own `unparsable` verdict, final, never an internal TypeError retried forever."""
+    from aiohttp import web
+
+    from dvsynth.testing import FakeLLMServer, completion_body
+    from tests.conftest import generate_args, validate_args, write_jsonl
+
+    async def odd(request):
+        body = completion_body(await request.json(), "")
+        body["choices"][0]["message"]["content"] = content
+        return web.json_response(body)
+
+    server = FakeLLMServer()
+    server.extra_routes.append([web.post("/odd/v1/chat/completions", odd)])
+    seeds = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {
+                "id": "s0",
+                "query": "effects of caffeine on sleep",
+                "instruction": "Only human laboratory studies; no surveys.",
+                "positive": "In a sleep laboratory, 24 adults slept 41 minutes less.",
+                "negative": "An online survey of 5,000 coffee drinkers on sleep.",
+            }
+        ],
+    )
+    with server:
+        assert run_cli(*generate_args(server, seeds, tmp_path / "run")).code == 0
+        args = validate_args(tmp_path / "run", server)
+        args[args.index(server.api_base)] = f"http://127.0.0.1:{server.port}/odd/v1"
+        for _ in range(2):
+            result = run_cli(*args)
+            assert result.code == 0, result.err
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "run" / "dvsynth.sqlite")
+    [(outcome, checked)] = db.execute("SELECT outcome, checked FROM rows").fetchall()
+    reasons = json.loads(checked)["reasons"]
+    assert outcome == "rejected", (outcome, reasons)
+    assert not any("internal" in r or "TypeError" in r for r in reasons), reasons

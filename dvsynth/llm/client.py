@@ -388,7 +388,7 @@ class LLMClient:
             return self._json_to_completion(response)
         try:
             choice = response.choices[0]
-            text = choice.message.content or ""
+            text = answer_text(choice.message.content)
         except (AttributeError, IndexError, TypeError):
             raise MalformedResponse("no choices[0].message.content in the response") from None
         usage = getattr(response, "usage", None)
@@ -419,6 +419,22 @@ def _cached_fields(completion: Completion) -> dict[str, Any]:
     return {name: getattr(completion, name) for name in _CACHED_FIELDS}
 
 
+def answer_text(content: Any) -> str:
+    """A message's content as text, for every stage's parser: a list of content parts
+    (some providers answer so) is joined; anything else that is not text (a number, an
+    object) becomes its JSON, which no stage's parser accepts, so the row is rejected
+    as unparsable by its own stage instead of failing on a TypeError."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content and all(
+        isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    return json.dumps(content, ensure_ascii=False, default=str)
+
+
 def completion_from_json(
     data: dict[str, Any], price: Callable[[int, int], float | None] | None = None
 ) -> Completion:
@@ -426,7 +442,7 @@ def completion_from_json(
     tokens, completion tokens)` (None: unpriced)."""
     try:
         choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        text = answer_text(choice["message"].get("content"))
     except (KeyError, IndexError, TypeError, AttributeError):
         raise MalformedResponse("no choices[0].message.content in the response") from None
     usage = data.get("usage") or {}
