@@ -294,19 +294,24 @@ def generate(
             engine, ray_address, ray_processor, tensor_parallel, replicas, engine_arg
         ),
     )
+    judge = None
+    if validate:
+        from dvsynth.config import ValidateConfig
+        from dvsynth.validators.run import preflight
+
+        judge = ValidateConfig.after_generate(
+            config, Path(), judge_model, judge_api_base or [], judge_api_key_env
+        )
+        if not dry_run:
+            preflight(judge, config.model)  # a missing judge key fails before generate is paid
     prepared, stats, reporter = generate_reported(config, quiet)
-    if validate and (dry_run or stats.waiting):
+    if judge is not None and (dry_run or stats.waiting):
         reporter.on_notice(
             "--validate: not run, the generation is not finished (a dry run, or rows wait on "
             "a batch); run `dvsynth validate` once it is"
         )
-    elif validate:
-        from dvsynth.config import ValidateConfig
-
-        judge = ValidateConfig.after_generate(
-            config, prepared.run_dir, judge_model, judge_api_base or [], judge_api_key_env
-        )
-        validate_reported(judge, quiet)
+    elif judge is not None:
+        validate_reported(judge.model_copy(update={"runs": [prepared.run_dir]}), quiet)
 
 
 RunDirs = Annotated[

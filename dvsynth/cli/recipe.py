@@ -48,6 +48,10 @@ def run_command(
     if dry_run:
         _dry_run(rr)
         return
+    if rr.until != "generate":  # the judge's key and options, before generate is paid
+        from dvsynth.validators.run import preflight
+
+        preflight(rr.recipe.validate_config(rr.run_dir), rr.recipe.generate.model)
     if not _generate(rr, quiet) or rr.until == "generate":
         return
     if not _validate(rr, quiet) or rr.until == "validate":

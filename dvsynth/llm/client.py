@@ -428,8 +428,10 @@ def answer_text(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and content and all(
-        isinstance(p, dict) and isinstance(p.get("text"), str) for p in content
+    if (
+        isinstance(content, list)
+        and content
+        and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in content)
     ):
         return "".join(p["text"] for p in content)
     return json.dumps(content, ensure_ascii=False, default=str)

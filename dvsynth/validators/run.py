@@ -142,6 +142,18 @@ def default_steps(config: ValidateConfig) -> list[Step]:
     return steps
 
 
+def preflight(config: ValidateConfig, generator_model: str) -> None:
+    """What validate would refuse (its engine options, rules, custom validators, the
+    judge's key), checked before a command that generates first (`generate --validate`,
+    `run RECIPE`) pays for the generation."""
+    if config.judge and config.judge_model is None:
+        config = config.model_copy(update={"judge_model": generator_model})
+    config.check_engine()
+    if config.max_cost is not None and not config.batched:
+        raise UserError("--max-cost: on validate it caps batch submissions; use it with --batch")
+    default_steps(config)
+
+
 def build_validator(
     config: ValidateConfig, steps: list[Step] | None = None
 ) -> tuple[Validator, dict[str, Any]]:
