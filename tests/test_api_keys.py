@@ -144,8 +144,9 @@ def test_a_judge_of_its_own_does_not_inherit_the_generator_server(monkeypatch, r
     with FakeLLMServer() as gen:
         args = _generate(seeds, tmp_path / "run", gen, "auto")
         result = run_cli(*args, "--validate", "--judge-model", "openai/judge")
-        # Not sent to the generator's server: openai/judge means OpenAI, which needs a key.
-        assert gen.total_requests == 3
+        # Not sent to the generator's server: openai/judge means OpenAI, which needs a key,
+        # and that is found before the generation is paid for (validators.run.preflight).
+        assert gen.total_requests == 0
     assert result.code == 2
     assert "missing API key, set OPENAI_API_KEY" in result.err
 

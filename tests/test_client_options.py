@@ -82,6 +82,7 @@ def test_a_recipe_names_its_own_keys(monkeypatch, run_cli, tmp_path):
         path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
         judged = _one_line(run_cli("run", path, "--quiet"))
         recipe["generate"] = {"seeds": str(seeds), "model": "openai/fake"}
+        recipe["validation"]["judge_api_base"] = server.api_base  # only the generator lacks one
         path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
         generated = _one_line(run_cli("run", path, "--quiet"))
     assert "validation.judge_model openai/judge: missing API key" in judged
