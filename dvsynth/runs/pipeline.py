@@ -185,9 +185,6 @@ async def run_stage(
                 continue
             if limit is not None and stats.seeds_seen >= limit:
                 return
-            if max_cost is not None and spent_before + stats.cost_usd >= max_cost:
-                stats.stopped_by_cost = True
-                return
             ordinal = stats.seeds_seen
             stats.seeds_seen += 1
             if item.seed_id in claimed:
@@ -202,6 +199,10 @@ async def run_stage(
                 if status != "failed":
                     stats.already_done += 1
                     continue
+            if max_cost is not None and spent_before + stats.cost_usd >= max_cost:
+                stats.stopped_by_cost = True  # only a row that would call stops at the cap
+                return
+            if state is not None:
                 stats.retried += 1  # a transient fault last time: try again
             claimed[item.seed_id] = ordinal
             yield item, ordinal
