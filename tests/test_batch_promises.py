@@ -81,6 +81,42 @@ def test_labels_are_unique_per_run_and_round(tmp_path):
     assert len(labels) == 4
 
 
+def test_a_batch_the_provider_cannot_tell_apart_is_held_not_sent_again(tmp_path):
+    """Several running batches could be the lost one: its requests stay assigned (no
+    second batch), and the next run asks again."""
+    import asyncio
+
+    from dvsynth.llm.batch.engine import BatchEngine
+    from dvsynth.llm.batch.ledger import BatchLedger
+    from dvsynth.llm.batch.provider import Undecided
+
+    class Unsure:
+        name, max_requests, max_bytes = "anthropic", 100, 10**6
+        submitted = 0
+
+        async def find(self, *args, **kwargs):
+            raise Undecided("2 batches could be it")
+
+        async def submit(self, requests, label):
+            self.submitted += 1
+            return "new"
+
+        def request_size(self, request):
+            return 1
+
+    db = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    db.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    ledger = BatchLedger(db)
+    ledger.queue([("k1", "c1", "validate", "row", "m", "{}")])
+    ledger.open_batch("lost", "anthropic", "m", "validate", ["k1"])
+    provider = Unsure()
+    engine = BatchEngine(ledger, "validate", "m", provider)
+    report = asyncio.run(engine.submit())
+    assert report.undecided == 1 and report.released == 0 and provider.submitted == 0
+    assert [b.state for b in ledger.batches()] == ["submitting"]
+    assert ledger.state_of("k1").state == "assigned"
+
+
 # ---------------------------------------------------------------------- 2. later lines
 
 
