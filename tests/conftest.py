@@ -30,6 +30,17 @@ def fake_server():
 
 
 @pytest.fixture
+def batch_server():
+    """The fake server with a fake of OpenAI's Files + Batches API on it: (server, fake)."""
+    from dvsynth.fakes.openai_batches import FakeOpenAIBatches
+
+    server = FakeLLMServer()
+    fake = FakeOpenAIBatches(server, polls_to_complete=1)
+    with server:
+        yield server, fake
+
+
+@pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run `dvsynth ARGS` in this process through the real entry point; return its exit."""
     from dvsynth.cli import main

@@ -17,7 +17,7 @@ from dvsynth.llm.batch.anthropic import (
     to_params,
     to_result,
 )
-from dvsynth.llm.batch.provider import BatchRequest
+from dvsynth.llm.batch.provider import BatchRequest, Undecided
 from dvsynth.testing import UNSUPPORTED_PARAMETER, FakeLLMServer, answer_for, completion_body
 
 SECRET = "sk-ant-SECRET123"
@@ -370,18 +370,25 @@ def test_find_recovers_a_create_whose_answer_was_lost(fake, fault):
         wrong_size = await p.find("dvsynth-t-00001", since, count=4)
         later = await p.find("dvsynth-t-00001", time.time() + 3600, count=3)
         other_id = await p.submit(requests(3, prefix="s"), "dvsynth-t-00002")
-        ambiguous = await p.find("dvsynth-t-00001", since, count=3)
+        with pytest.raises(Undecided):  # two running batches of 3 since then: which?
+            await p.find("dvsynth-t-00001", since, count=3, sample="r0")
         excluded = await p.find("dvsynth-t-00001", since, count=3, known={other_id})
+        fake.polls_to_complete = 0  # both end: their results tell them apart
+        by_results = await p.find("dvsynth-t-00001", since, count=3, sample="r0")
+        neither = await p.find("dvsynth-t-00001", since, count=3, sample="z0")
         await p.aclose()
-        return lost.value, created, lost_id, found, wrong_size, later, ambiguous, excluded
+        return lost.value, created, lost_id, found, wrong_size, later, excluded, by_results, neither
 
-    error, created, lost_id, found, wrong_size, later, ambiguous, excluded = asyncio.run(go())
+    error, created, lost_id, found, wrong_size, later, excluded, by_results, neither = asyncio.run(
+        go()
+    )
     assert error.transient and SECRET not in str(error)
     assert created == 1
     assert found == lost_id
     assert wrong_size is None and later is None
-    assert ambiguous is None  # two batches of 3 since then: cannot tell which
     assert excluded == lost_id
+    assert by_results == lost_id
+    assert neither is None
 
 
 def test_find_pages_through_the_listing(fake):

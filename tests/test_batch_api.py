@@ -17,14 +17,6 @@ from tests.conftest import comparable_rows, generate_args, read_rows, validate_a
 from tests.test_batch_file import SAMPLE, final_rows, mixed_seeds
 
 
-@pytest.fixture
-def batch_server():
-    server = FakeLLMServer()
-    fake = FakeOpenAIBatches(server, polls_to_complete=1)
-    with server:
-        yield server, fake
-
-
 def test_submit_exit_collect_on_rerun_equals_online(batch_server, run_cli, tmp_path):
     server, fake = batch_server
     online, batched = tmp_path / "online", tmp_path / "batched"

@@ -94,10 +94,11 @@ class BatchLines:
                 f"{collected.errors} errors, {collected.resubmit} to send again "
                 f"({collected.missing} missing from results)"
             )
-        if collected.unknown or collected.bad_lines:
+        if collected.unknown or collected.bad_lines or collected.repeated:
             lines.append(
                 f"results ignored: {collected.unknown} with ids this run never sent, "
-                f"{collected.bad_lines} unreadable lines"
+                f"{collected.bad_lines} unreadable lines (their requests are sent again), "
+                f"{collected.repeated} later lines for answered requests"
             )
         for failed in collected.failed_batches:
             lines.append(f"batch failed at the provider: {failed}")
@@ -106,7 +107,15 @@ class BatchLines:
                 f"found {round_.submitted.recovered} batches sent before an interruption; "
                 f"{round_.submitted.released} requests of unsent ones queued again"
             )
-        if round_.out is not None:
+        if round_.submitted.undecided:
+            lines.append(
+                f"{round_.submitted.undecided} batches sent before an interruption cannot be "
+                "told apart from others at the provider yet: their requests stay held, "
+                "nothing is sent again; rerun once the provider's open batches end"
+            )
+        if round_.out is not None and not round_.written:
+            lines.append(f"nothing is pending: no request to write, {round_.out} not written")
+        elif round_.out is not None:
             lines.append(
                 f"wrote {round_.written} requests to {round_.out} (OpenAI batch format); run "
                 f"them, e.g. `vllm run-batch -i {round_.out} -o results.jsonl --model MODEL`, "

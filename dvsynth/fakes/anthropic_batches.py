@@ -131,6 +131,11 @@ def _error(message: str, status: int, kind: str = "invalid_request_error") -> we
     return web.json_response(body, status=status)
 
 
+def _late_error() -> dict[str, Any]:
+    """An `errored` result for a request already answered (`late_error_share`)."""
+    return {"type": "errored", "error": _error_body("api_error", "Internal server error")}
+
+
 def _error_kind(status: int) -> str:
     if status == 429:
         return "rate_limit_error"
@@ -284,6 +289,7 @@ class FakeAnthropicBatches(FakeBatchAPI[FakeMessageBatch]):
     def _finish(self, batch: FakeMessageBatch, cancelled: bool = False) -> None:
         counts = Counter({"succeeded": 0, "errored": 0, "canceled": 0, "expired": 0})
         results: list[dict[str, Any]] = []
+        late: list[dict[str, Any]] = []  # errored lines after their answer's line
         for index, (custom_id, params) in enumerate(batch.requests):
             fate = self._fate(custom_id, cancelled and index >= self.cancel_done)
             if fate != "run":
@@ -295,11 +301,16 @@ class FakeAnthropicBatches(FakeBatchAPI[FakeMessageBatch]):
             counts[result["type"]] += 1
             if self._dropped(custom_id):
                 continue  # ran, but its line never reaches the results
+            if result["type"] == "succeeded" and self._bad_usage(custom_id):
+                result["message"]["usage"] = "n/a"
+            if result["type"] == "succeeded" and self._late_error(custom_id):
+                late.append({"custom_id": custom_id, "result": _late_error()})
             results.append({"custom_id": custom_id, "result": result})
         for custom_id in self.extra_ids:
             params = {"model": "fake", "max_tokens": 1024, "messages": [{"content": custom_id}]}
             results.append({"custom_id": custom_id, "result": self._run(batch, custom_id, params)})
         results.sort(key=lambda line: share_of(line["custom_id"], "order"))
+        results += late
         batch.results = [json.dumps(line) for line in results] + self.junk_lines
         batch.counts = {"processing": 0, **counts}
         batch.status = "ended"

@@ -21,12 +21,19 @@ attributes a test may change while a batch runs):
   (`create_fault="500"`) or close the connection (`create_fault="drop"`), as when a
   process is killed between the provider's answer and the client's commit. Any other
   `create_fault` is a ValueError; its default is each fake's own.
+- `creates_before_fault`: the faults of `fail_create_after_commit` start after this many
+  creates went through (the second run's create of a `validate rX rY`, say).
+- `late_error_share`: this share of requests that ran and succeeded gets a second line
+  after its answer, an error (HTTP 500) for the same custom_id.
+- `bad_usage_share`: this share of successful answers comes back with `usage: "n/a"`,
+  an unreadable line that names its request. Once per request: sent again, it is read.
 
 A batch being cancelled ends, cancelled, at its next status poll.
 
 Shared counters for tests: `batches_created`, `requests_by_custom_id` (requests received
 in created batches), `runs_by_custom_id` (requests actually answered), `expired_ids`
-(the custom_ids that have expired), `request_headers` (all headers of each request),
+(the custom_ids that have expired), `bad_usage_ids` (the custom_ids whose answer was
+garbled), `request_headers` (all headers of each request),
 `calls` ("METHOD /route" counts, with `{id}` for an id in the route) and `batches` (the
 stored batches by id, in creation order).
 """
@@ -116,6 +123,9 @@ class FakeBatchAPI(Generic[BatchT]):
         extra_ids: tuple[str, ...] | list[str] = (),
         fail_create_after_commit: int = 0,
         create_fault: str = "500",
+        creates_before_fault: int = 0,
+        late_error_share: float = 0.0,
+        bad_usage_share: float = 0.0,
     ) -> None:
         if create_fault not in ("500", "drop"):
             raise ValueError(f"create_fault must be '500' or 'drop', not {create_fault!r}")
@@ -127,6 +137,10 @@ class FakeBatchAPI(Generic[BatchT]):
         self.extra_ids = list(extra_ids)
         self.fail_create_after_commit = fail_create_after_commit
         self.create_fault = create_fault
+        self.creates_before_fault = creates_before_fault
+        self.late_error_share = late_error_share
+        self.bad_usage_share = bad_usage_share
+        self.bad_usage_ids: set[str] = set()  # each is garbled once
         self.batches: dict[str, BatchT] = {}  # in creation order
         self.batches_created = 0
         self.requests_by_custom_id: Counter[str] = Counter()
@@ -202,7 +216,9 @@ class FakeBatchAPI(Generic[BatchT]):
         self.batches_created += 1
         self.requests_by_custom_id.update(custom_ids)
         self._advance(batch, poll=False)
-        fault = self.fail_create_after_commit > 0
+        fault = (
+            self.fail_create_after_commit > 0 and self.batches_created > self.creates_before_fault
+        )
         if fault:
             self.fail_create_after_commit -= 1
         return fault
@@ -269,3 +285,15 @@ class FakeBatchAPI(Generic[BatchT]):
     def _dropped(self, custom_id: str) -> bool:
         """Whether a request that ran has its line left out of the results."""
         return share_of(custom_id, "drop") < self.drop_share
+
+    def _late_error(self, custom_id: str) -> bool:
+        """Whether an answered request also gets a later error line."""
+        return share_of(custom_id, "late") < self.late_error_share
+
+    def _bad_usage(self, custom_id: str) -> bool:
+        """Whether this answer's line carries an unreadable `usage` (once per request).
+        Called under the lock."""
+        if custom_id in self.bad_usage_ids or share_of(custom_id, "usage") >= self.bad_usage_share:
+            return False
+        self.bad_usage_ids.add(custom_id)
+        return True

@@ -99,6 +99,21 @@ class FakeBatch:
         return self.obj["status"]
 
 
+def _late_error_line(line_id: str, custom_id: str) -> dict[str, Any]:
+    """A 500 line for a request whose answer is in the output file (`late_error_share`)."""
+    message = "The server had an error processing your request."
+    return {
+        "id": line_id + "_late",
+        "custom_id": custom_id,
+        "response": {
+            "status_code": 500,
+            "request_id": "req_late",
+            "body": {"error": {"message": message, "type": "server_error"}},
+        },
+        "error": None,
+    }
+
+
 class FakeOpenAIBatches(FakeBatchAPI[FakeBatch]):
     """OpenAI's Files + Batches API on the fake server's port (see the module doc)."""
 
@@ -307,6 +322,7 @@ class FakeOpenAIBatches(FakeBatchAPI[FakeBatch]):
         output: list[dict[str, Any]] = []
         failures: list[dict[str, Any]] = []
         completed = failed = expired = 0
+        late: list[dict[str, Any]] = []  # error lines after an answer (error file: read last)
         for index, (custom_id, body) in enumerate(batch.lines):
             line_id = f"batch_req_{batch.id[-6:]}_{index:05d}"
             fate = self._fate(custom_id, cancelled)
@@ -330,6 +346,10 @@ class FakeOpenAIBatches(FakeBatchAPI[FakeBatch]):
             if status == 200:
                 completed += 1
                 answer: dict[str, Any] = completion_body(body)
+                if self._bad_usage(custom_id):
+                    answer["usage"] = "n/a"
+                if self._late_error(custom_id):
+                    late.append(_late_error_line(line_id, custom_id))
             else:
                 failed += 1
                 kind = "server_error" if status >= 500 else "invalid_request_error"
@@ -361,6 +381,7 @@ class FakeOpenAIBatches(FakeBatchAPI[FakeBatch]):
                     "error": None,
                 }
             )
+        failures += late
         state = "cancelled" if cancelled else "expired" if expired else "completed"
         obj.update(
             status=state,

@@ -149,6 +149,8 @@ def generate_run(
         store.close()
         raise
     client.cache = store.cache
+    if not (config.dry_run or config.batched or config.engine == "ray"):
+        _settle_batches(store, on_notice)  # what a batch holds is never called online too
     shard = parse_shard(config.shard)
     if on_start:
         total = estimate_total(config.seeds)
@@ -170,7 +172,8 @@ def generate_run(
                 concurrency=config.concurrency,
                 limit=config.limit,
                 strict=config.strict,
-                max_cost=None if config.batched else config.max_cost,
+                # A dry run prices every call it would send, cap or not.
+                max_cost=None if config.batched or config.dry_run else config.max_cost,
                 on_row=None if config.dry_run else on_row,
                 on_bad_seed=on_bad_seed,
                 commit=not config.dry_run,
@@ -244,6 +247,18 @@ def _check_source(
         write_json_atomic(run_dir / MANIFEST, updated)
 
 
+def _settle_batches(store: RunStore, on_notice: Callable[[str], None] | None) -> None:
+    """Before online calls: collect the run's ended batches of this stage, or refuse
+    while one still holds its requests (`runs.batches.settle_before_online`)."""
+    from dvsynth.runs.batches import settle_before_online
+
+    try:
+        settle_before_online([store], GENERATE, on_notice)
+    except BaseException:
+        store.close()
+        raise
+
+
 def _provider(config: GenerateConfig, client: LLMClient) -> Any:
     """The provider's batch API for --batch; none for --batch-out files or a dry run."""
     if not config.batch:
@@ -265,6 +280,4 @@ def _cost_cap(
 ) -> Callable[[list[Lane]], Any] | None:
     if config.max_cost is None:
         return None
-    return lambda lanes: refuse_above_cap(
-        lanes, config.max_cost, store.total_cost(), mean, "--max-cost"
-    )
+    return lambda lanes: refuse_above_cap(lanes, config.max_cost, store.spend, mean, "--max-cost")

@@ -106,7 +106,8 @@ def stage_cost(recipe: Recipe, estimate: Any) -> float | None:
 
 
 def spent(run_dir: Path) -> float:
-    """USD the run has paid so far (0 for a run not started)."""
+    """USD the run has spent so far, every stage and engine, open batches at their
+    estimate (`runs.spend`; 0 for a run not started)."""
     from dvsynth.runs.store import MANIFEST, RunStore
 
     if not (Path(run_dir) / MANIFEST).is_file():
@@ -138,7 +139,7 @@ def check_cap(rr: RecipeRun, stage: str, estimate: Any) -> str | None:
     """Refuse (one line) when spend so far plus this stage's estimate passes the cap;
     else a note when the price is unknown (the cap cannot hold), or None."""
     cap = rr.recipe.limits.max_cost
-    if cap is None:
+    if cap is None or not estimate.calls:  # nothing to send: nothing to check
         return None
     cost = stage_cost(rr.recipe, estimate)
     if cost is None:

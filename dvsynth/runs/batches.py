@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,22 @@ def _row(run: Path, batch: Batch, note: str | None = None) -> dict[str, Any]:
 
 
 async def _each_open(stores: list[RunStore], act: str) -> list[dict[str, Any]]:
+    """Refresh (`act` "status") or cancel every open batch of the runs, first looking up
+    at the provider, by label, each batch whose acknowledgement was lost. Cancelling a
+    `--batch-out` file drops it: its requests are no longer expected from the file."""
+    peers = [store.ledger() for store in stores]
     rows = []
     for store in stores:
         ledger = store.ledger()
+        notes, gone = await _resolve_unacknowledged(ledger, peers)
+        rows += [_row(store.run_dir, batch, note) for batch, note in gone]
+        seen: list[tuple[Batch, str | None]] = []
         for batch in ledger.batches():
-            note = None
+            note = notes.get(batch.label)
+            if act == "cancel" and batch.provider == FILE_PROVIDER:
+                moved = ledger.release(batch.label)
+                seen.append((batch, f"dropped: {moved} requests queued again"))
+                continue
             if batch.remote_id and batch.state not in _DONE:
                 provider = _provider(batch)
                 try:
@@ -74,16 +85,41 @@ async def _each_open(stores: list[RunStore], act: str) -> list[dict[str, Any]]:
                     note = f"not refreshed: {type(exc).__name__}"
                 finally:
                     await provider.aclose()
-            rows.append((store.run_dir, batch.label, note))
-    out = []
-    for store in stores:
-        current = {b.label: b for b in store.ledger().batches()}
-        out += [
-            _row(run, current[label], note)
-            for run, label, note in rows
-            if run == store.run_dir and label in current
-        ]
-    return out
+            seen.append((batch, note))
+        current = {b.label: b for b in ledger.batches()}  # as refreshed (a dropped one: as was)
+        rows += [_row(store.run_dir, current.get(b.label, b), note) for b, note in seen]
+    return rows
+
+
+async def _resolve_unacknowledged(
+    ledger: Any, peers: list[Any]
+) -> tuple[dict[str, str], list[tuple[Batch, str]]]:
+    """Batches recorded but never acknowledged (a kill mid-create), looked up at their
+    provider by label (`BatchEngine.reconcile`). Returns a note per label still held,
+    and the batches that never reached the provider (their requests queued again, their
+    records gone) with theirs."""
+    waiting = [b for b in ledger.batches(["submitting"]) if b.provider != FILE_PROVIDER]
+    for stage, model in sorted({(b.stage, b.model) for b in waiting}):
+        first = next(b for b in waiting if (b.stage, b.model) == (stage, model))
+        provider = _provider(first)
+        try:
+            engine = BatchEngine(ledger, stage, model, provider)
+            engine.peers = peers
+            await engine.reconcile()
+        finally:
+            await provider.aclose()
+    current = {b.label: b for b in ledger.batches()}
+    notes: dict[str, str] = {}
+    gone: list[tuple[Batch, str]] = []
+    for batch in waiting:
+        now = current.get(batch.label)
+        if now is None:
+            gone.append((batch, "never reached the provider: its requests queued again"))
+        elif now.remote_id:
+            notes[batch.label] = "its acknowledgement was lost: found at the provider by label"
+        else:
+            notes[batch.label] = "not found at the provider yet (it cannot tell it apart): rerun"
+    return notes, gone
 
 
 def batch_status(runs: list[Path], refresh: bool = True) -> dict[str, Any]:
@@ -157,8 +193,95 @@ def import_results(runs: list[Path], path: Path) -> ImportReport:
         for store, sink in zip(stores, sinks, strict=True):
             sink.flush()
             sink.report.unknown = 0  # counted across runs, above
+            report.bad_lines += sink.report.bad_lines  # readable lines, unreadable answers
             report.runs[str(store.run_dir)] = sink.report
     finally:
         for store in stores:
             store.close()
     return report
+
+
+def settle_before_online(
+    stores: list[RunStore], stage: str, on_notice: Callable[[str], None] | None = None
+) -> CollectReport:
+    """Before `stage` calls online: what the runs' batches hold of it, settled first.
+
+    A provider batch that has ended is collected (its answers finish rows from the
+    response cache, as in batch mode); requests queued and never sent are withdrawn (the
+    online calls answer them instead, and no later batch sends them too). A batch still
+    running, or a `--batch-out` file not imported, holds requests that the online calls
+    would pay for a second time: that is refused in one line that names it and says how
+    to collect or cancel it. `on_notice` hears what was collected."""
+    from dvsynth.llm.ray.engine import RAY_PROVIDER
+
+    report = CollectReport()
+    peers = [store.ledger() for store in stores]
+    for store in stores:
+        ledger = store.ledger()
+        held = []
+        for batch in _holding(ledger, stage):
+            if batch.provider == RAY_PROVIDER:  # a killed Ray job's chunk: never comes back
+                ledger.release(batch.label)
+            else:
+                held.append(batch)
+        _refuse_files(store.run_dir, stage, held, ledger)
+        if held:
+            report.add(asyncio.run(_collect_ended(ledger, stage, held, peers)))
+            held = _holding(ledger, stage)
+            if held:
+                _refuse_open(store.run_dir, stage, held, ledger)
+        ledger.withdraw_queued(stage)
+    if report.finished and on_notice:
+        on_notice(
+            f"collected {report.finished} ended batches of this stage first "
+            f"({report.answered} answers); the rest is called online"
+        )
+    return report
+
+
+async def _collect_ended(
+    ledger: Any, stage: str, held: list[Batch], peers: list[Any]
+) -> CollectReport:
+    """Collect every batch of `held` that has ended, as a --batch run of the stage would
+    (finding first, by label, one whose acknowledgement was lost)."""
+    report = CollectReport()
+    for model in sorted({b.model for b in held}):
+        provider = _provider(next(b for b in held if b.model == model))
+        try:
+            engine = BatchEngine(ledger, stage, model, provider)
+            engine.peers = peers
+            await engine.reconcile()
+            report.add(await engine.collect())
+        finally:
+            await provider.aclose()
+    return report
+
+
+def _holding(ledger: Any, stage: str) -> list[Batch]:
+    """The batches of `stage` that hold requests without an answer."""
+    return [b for b in ledger.batches() if b.stage == stage and ledger.holds(b.label)]
+
+
+def _refuse_files(run: Path, stage: str, held: list[Batch], ledger: Any) -> None:
+    for batch in held:
+        if batch.provider == FILE_PROVIDER:
+            raise UserError(
+                f"{run}: {ledger.holds(batch.label)} {stage} requests were written to "
+                f"{batch.path} "
+                "(--batch-out) and their results are not imported; calling them online "
+                f"would pay twice: import them with `dvsynth batch import {run} RESULTS`, "
+                f"or drop the file with `dvsynth batch cancel {run}`, then rerun"
+            )
+
+
+def _refuse_open(run: Path, stage: str, held: list[Batch], ledger: Any) -> None:
+    first = held[0]
+    waiting = sum(ledger.holds(b.label) for b in held)
+    where = f"{first.provider} {first.remote_id or 'not acknowledged'}, {first.state}"
+    more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+    raise UserError(
+        f"{run}: {waiting} {stage} requests sit in batch {first.label} ({where}){more}; "
+        "calling them online would pay twice: collect them with this command and --batch "
+        f"(add --wait to wait), or cancel with `dvsynth batch cancel {run}` and rerun this "
+        "command (it collects what the batch finished and calls the rest online)"
+    )

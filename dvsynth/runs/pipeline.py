@@ -195,9 +195,6 @@ async def run_stage(
                 continue
             if limit is not None and stats.seeds_seen >= limit:
                 return
-            if max_cost is not None and spent_before + stats.cost_usd >= max_cost:
-                stats.stopped_by_cost = True
-                return
             ordinal = stats.seeds_seen
             stats.seeds_seen += 1
             location = item.location or f"seed #{ordinal + 1}"
@@ -211,6 +208,10 @@ async def run_stage(
                 if status != "failed":
                     stats.already_done += 1
                     continue
+            if max_cost is not None and spent_before + stats.cost_usd >= max_cost:
+                stats.stopped_by_cost = True  # only a row that would call stops at the cap
+                return
+            if status is not None:
                 stats.retried += 1  # a transient fault last time: try again
             yield item, ordinal
 

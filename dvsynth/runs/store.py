@@ -29,6 +29,7 @@ from dvsynth.runs import lock
 from dvsynth.runs.cache import ResponseCache
 from dvsynth.runs.checkpoints import checkpoints_in_background
 from dvsynth.runs.key_filter import ColumnKeys
+from dvsynth.runs.spend import Spend, run_spend
 
 MANIFEST = "manifest.json"
 DATABASE = "dvsynth.sqlite"
@@ -465,14 +466,13 @@ class RunStore:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def spend(self) -> Spend:
+        """What this run has spent, every stage and engine (`runs.spend`)."""
+        return run_spend(self._db, self.ledger())
+
     def total_cost(self) -> float:
-        """USD paid for this run so far: its rows' online calls (cached answers were paid
-        once, earlier) and every answer its batches brought."""
-        value = self._db.execute(
-            "SELECT SUM(json_extract(record, '$.provenance.cost_usd')) FROM rows "
-            "WHERE json_extract(record, '$.provenance.cached') = 0"
-        ).fetchone()[0]
-        return float(value or 0.0) + self.ledger().total_cost()
+        """USD this run has spent so far, open batches at their estimate (`spend`)."""
+        return self.spend().total_usd
 
     def mean_completion_tokens(self) -> float | None:
         """The generator's mean completion tokens per answered online call."""

@@ -37,6 +37,7 @@ from dvsynth.records import DualView
 from dvsynth.runs.commit_window import CommitWindow
 from dvsynth.runs.loop import run_stage_loop
 from dvsynth.runs.pipeline import bounded_map, unless_waiting
+from dvsynth.runs.spend import spend_of
 from dvsynth.runs.store import RunStore, read_manifest
 from dvsynth.validators.dedup import Dedup, pair_text
 from dvsynth.validators.instruction_check import InstructionCheck
@@ -206,6 +207,10 @@ def validate_runs(
     stores = _open_stores(config.runs)
     stats = ValidateStats()
     try:
+        if not (config.dry_run or config.batched or config.engine == "ray"):
+            from dvsynth.runs.batches import settle_before_online
+
+            settle_before_online(stores, VALIDATE, on_notice)  # never online what a batch holds
         for store in stores:
             if config.dry_run:  # a dry run changes nothing: not even the current settings
                 continue
@@ -294,7 +299,7 @@ async def _validate_stores(
                 check_cost=None
                 if cap is None
                 else lambda ls: refuse_above_cap(
-                    ls, cap, sum(s.total_cost() for s in stores), mean, "--max-cost"
+                    ls, cap, lambda: spend_of(stores), mean, "--max-cost"
                 ),
                 on_status=on_batch_status,
                 poll_first_s=config.poll_s,

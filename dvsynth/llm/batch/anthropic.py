@@ -16,7 +16,8 @@ at the model's default: an answer is not reproducible the way a temperature-0 on
 may be.
 
 Anthropic batches hold no metadata, so `find` cannot match a batch by its label; it
-matches by creation time and request count instead (see `find`).
+matches by creation time and request count, leaving out every batch the command's runs
+hold, and tells candidates apart by their results once they have ended (see `find`).
 
 Limits: 100,000 requests or 256 MB per batch, whichever comes first
 (https://docs.anthropic.com/en/docs/build-with-claude/batch-processing, "Batch
@@ -32,7 +33,8 @@ from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from dvsynth.errors import FatalLLMError, UserError
-from dvsynth.llm.batch.provider import BatchRequest, BatchResult, BatchStatus
+from dvsynth.llm.batch.answers import Unreadable, token_count
+from dvsynth.llm.batch.provider import BatchRequest, BatchResult, BatchStatus, Undecided
 from dvsynth.redact import redact
 
 DEFAULT_MAX_TOKENS = 1024
@@ -144,18 +146,20 @@ def to_completion(message: dict[str, Any]) -> dict[str, Any]:
     """The OpenAI chat.completion body for an Anthropic message (a succeeded result).
 
     The text blocks' text, concatenated, is the content; prompt_tokens counts cached
-    input too (`input_tokens` + cache creation + cache reads), as OpenAI's does."""
+    input too (`input_tokens` + cache creation + cache reads), as OpenAI's does. A
+    message that is not an object, or whose usage is not token counts, is `Unreadable`."""
+    if not isinstance(message, dict):
+        raise Unreadable(f"the message is {type(message).__name__}, not an object")
     text = "".join(
         str(block.get("text", ""))
         for block in message.get("content") or []
         if isinstance(block, dict) and block.get("type") == "text"
     )
-    usage = message.get("usage") or {}
-    prompt = sum(
-        int(usage.get(key) or 0)
-        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    usage = message.get("usage")
+    prompt = token_count(
+        usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"
     )
-    completion = int(usage.get("output_tokens") or 0)
+    completion = token_count(usage, "output_tokens")
     return {
         "id": message.get("id"),
         "object": "chat.completion",
@@ -183,7 +187,10 @@ def to_result(line: dict[str, Any], key: str | None = None) -> BatchResult:
     result = line.get("result") or {}
     kind = result.get("type")
     if kind == "succeeded":
-        message = to_completion(result.get("message") or {})
+        try:
+            message = to_completion(result.get("message") or {})
+        except Unreadable as exc:  # counted, and the request sent again (`llm.batch.answers`)
+            return BatchResult(custom_id, status_code=200, malformed=str(exc))
         return BatchResult(custom_id, response=message, status_code=200)
     if kind == "errored":
         error = (result.get("error") or {}).get("error") or {}
@@ -285,18 +292,22 @@ class AnthropicBatches:
         since: float,
         count: int | None = None,
         known: Collection[str] = (),
+        sample: str | None = None,
     ) -> str | None:
         """The batch this run created under `label`, if Anthropic has it.
 
-        Anthropic keeps no label, so this is the one batch created between `since`
-        (less CLOCK_SKEW_S) and `since` + FIND_WINDOW_S whose requests number `count`,
-        leaving out the ids in `known` (the batches the run already holds). None when no
-        batch, or more than one, fits: two runs sharing the key and submitting batches of
-        the same size at the same moment cannot be told apart, and then the engine sends
-        the requests again rather than collecting another run's batch. With `count`
-        None, any size fits."""
+        Anthropic keeps no label, so the candidates are the batches created between
+        `since` (less CLOCK_SKEW_S) and `since` + FIND_WINDOW_S whose requests number
+        `count` (any size when None), leaving out the ids in `known` (every batch the
+        command's runs hold: another run's batch of the same size is never taken for
+        this one). One candidate is the answer; none means the create never got there.
+        Among several, an ended one whose results hold `sample` (a custom_id of this
+        batch) is the answer, and an ended one whose results lack it is another's; when
+        more than one still runs, `Undecided`: a rerun asks again once they end. Taking
+        another's batch by mistake only delays: its results hold none of this batch's
+        requests, which are then sent again."""
         low, high = since - CLOCK_SKEW_S, since + FIND_WINDOW_S
-        matches: list[str] = []
+        matches: list[Any] = []
         try:
             # Newest first: stop at the first batch older than the window.
             async for batch in self._client.messages.batches.list(limit=100):
@@ -307,10 +318,25 @@ class AnthropicBatches:
                     continue
                 if count is not None and _total(batch.request_counts) != count:
                     continue
-                matches.append(batch.id)
+                matches.append(batch)
         except self._sdk.AnthropicError as exc:
             raise self._failure("list batches", exc) from None
-        return matches[0] if len(matches) == 1 else None
+        if len(matches) <= 1 or sample is None:
+            return _only(matches)
+        running = []
+        for batch in matches:
+            if batch.processing_status != "ended":
+                running.append(batch)
+            elif await self._holds(batch.id, sample):
+                return str(batch.id)
+        return _only(running)
+
+    async def _holds(self, remote_id: str, custom_id: str) -> bool:
+        """Whether an ended batch's results answer `custom_id`."""
+        async for result in self.results(remote_id):
+            if result.custom_id == custom_id:
+                return True
+        return False
 
     async def status(self, remote_id: str) -> BatchStatus:
         try:
@@ -390,6 +416,13 @@ class AnthropicBatches:
         # stream (httpx, OSError, a line that is not JSON) may pass.
         transient = not isinstance(exc, sdk.AnthropicError)
         return AnthropicBatchError(_redact(message, self._key)[:500], transient=transient)
+
+
+def _only(batches: list[Any]) -> str | None:
+    """The id of the one candidate; None for none; `Undecided` for several."""
+    if len(batches) > 1:
+        raise Undecided(f"{len(batches)} batches at Anthropic could be it")
+    return str(batches[0].id) if batches else None
 
 
 def _total(counts: Any) -> int:

@@ -6,7 +6,9 @@ its requests assigned to it (committed) before anything is uploaded; the provide
 is committed as soon as it answers; a batch found recorded but unacknowledged on the
 next run is looked up at the provider by its label before its requests are released.
 Collection writes each answer to the response cache and its spend to the ledger in one
-transaction per slice, and is idempotent: a result already answered is skipped.
+transaction per slice, and is idempotent: once a request has an answer, any later line
+for it (a repeat, an error, an unreadable one) is counted and ignored. A line whose
+answer cannot be read (`llm.batch.answers`) is counted and its request sent again.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dvsynth.errors import UserError
+from dvsynth.llm.batch.answers import Unreadable, read_answer
 from dvsynth.llm.batch.ledger import Batch, BatchLedger, Queued
-from dvsynth.llm.batch.provider import BatchProvider, BatchResult, BatchStatus
+from dvsynth.llm.batch.provider import BatchProvider, BatchResult, BatchStatus, Undecided
 from dvsynth.llm.batch.session import is_transient_status
-from dvsynth.llm.client import completion_from_batch
-from dvsynth.llm.transports.http import MalformedResponse
 from dvsynth.redact import redact, safe_url
 
 #: A request that expired (or vanished) this many times is failed, not sent again in
@@ -47,8 +48,8 @@ class CollectReport:
     resubmit: int = 0  # expired, missing or transient: queued again
     missing: int = 0  # in the batch, absent from its results
     unknown: int = 0  # result lines whose custom_id this run never sent
-    repeated: int = 0  # results for requests already answered
-    bad_lines: int = 0
+    repeated: int = 0  # later lines for requests already answered: ignored
+    bad_lines: int = 0  # lines that could not be read (those naming a request: sent again)
     failed_batches: list[str] = field(default_factory=list)  # "label: why"
 
     def add(self, other: CollectReport) -> None:
@@ -65,6 +66,7 @@ class SubmitReport:
     requests: int = 0
     recovered: int = 0  # batches found at the provider after a lost acknowledgement
     released: int = 0  # requests of batches that never reached the provider, queued again
+    undecided: int = 0  # unacknowledged batches the provider cannot tell apart yet: held
 
 
 class BatchEngine:
@@ -87,6 +89,9 @@ class BatchEngine:
         self.api_base = safe_url(api_base) if api_base else None  # as the ledger stores it
         self.key_env = key_env
         self.run_tag = run_tag
+        # The ledgers of every run of this command (this one included): a batch another
+        # of them holds is never taken for one of this run's (`reconcile`).
+        self.peers: list[BatchLedger] = [ledger]
         # Requests whose tries ran out in this invocation: their rows fail now, and the
         # next run of the command (not this one) sends them again.
         self.exhausted: set[str] = set()
@@ -156,32 +161,39 @@ class BatchEngine:
         report: CollectReport,
         outcomes: list[Any],
         responses: list[tuple[str, str]],
+        answered: set[str],
     ) -> bool:
-        """Take one result into `outcomes` / `responses`; False when its custom_id is
-        not this run's."""
+        """Take one result into `outcomes` / `responses` (`answered`: the keys answered
+        in the slice not yet written); False when its custom_id is not this run's."""
         found = self.ledger.by_custom_id(result.custom_id)
         if found is None:
             report.unknown += 1
             return False
         key, state, model = found
-        if state == "answered":
+        if state == "answered" or key in answered:  # a later line: the answer stands
             report.repeated += 1
             return True
-        if result.response is not None:
+        malformed = result.malformed
+        if malformed is None and result.response is not None:
             try:
-                completion = completion_from_batch(model, result.response)
-            except MalformedResponse as exc:  # garbled, as online: sent again
-                self._again(key, None, str(exc), report, outcomes)
+                completion = read_answer(model, result.response)
+            except Unreadable as exc:
+                malformed = str(exc)
+            else:
+                value = {k: v for k, v in asdict(completion).items() if k != "cached"}
+                responses.append((key, json.dumps(value)))
+                spend = {
+                    "prompt_tokens": completion.prompt_tokens,
+                    "completion_tokens": completion.completion_tokens,
+                    "cost_usd": completion.cost_usd,
+                }
+                outcomes.append((key, "answered", spend, 200, None))
+                answered.add(key)
+                report.answered += 1
                 return True
-            value = {k: v for k, v in asdict(completion).items() if k != "cached"}
-            responses.append((key, json.dumps(value)))
-            spend = {
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-                "cost_usd": completion.cost_usd,
-            }
-            outcomes.append((key, "answered", spend, 200, None))
-            report.answered += 1
+        if malformed is not None:  # the answer cannot be read: as a garbled online reply
+            report.bad_lines += 1
+            self._again(key, None, f"unreadable answer: {malformed}", report, outcomes)
             return True
         if result.expired or is_transient_status(result.status_code):
             self._again(key, result.status_code, result.error, report, outcomes)
@@ -212,17 +224,28 @@ class BatchEngine:
 
     async def reconcile(self) -> SubmitReport:
         """Batches recorded but never acknowledged (a kill or a fault mid-submission):
-        adopt the one the provider holds under the label, else queue the requests again."""
+        adopt the one the provider holds under the label, else queue the requests again.
+        Every batch id that a run of this command holds (`peers`) is known not to be it;
+        a provider that cannot tell yet (`Undecided`) leaves the batch held for a rerun."""
         report = SubmitReport()
         assert self.provider is not None
         for batch in self._mine(["submitting"]):
-            known = {b.remote_id for b in self.ledger.batches() if b.remote_id}
-            remote_id = await asked(
-                "looking for " + batch.label,
-                self.provider.find(
-                    batch.label, since=batch.created_at - 120, count=batch.requests, known=known
-                ),
-            )
+            known = set().union(*(ledger.remote_ids() for ledger in self.peers))
+            sample = next((r.custom_id for r in self.ledger.in_batch(batch.label)), None)
+            try:
+                remote_id = await asked(
+                    "looking for " + batch.label,
+                    self.provider.find(
+                        batch.label,
+                        since=batch.created_at - 120,
+                        count=batch.requests,
+                        known=known,
+                        sample=sample,
+                    ),
+                )
+            except Undecided:
+                report.undecided += 1
+                continue
             if remote_id is not None:
                 self.ledger.submitted(batch.label, remote_id)
                 report.recovered += 1
@@ -251,7 +274,7 @@ class BatchEngine:
         report = await self.reconcile()
         provider = self.provider
         for group in self.groups(provider):  # one batch's requests in memory at a time
-            label = self.ledger.next_label(self.run_tag)
+            label = self.ledger.next_label(self.run_tag, self.stage)
             self.ledger.open_batch(
                 label,
                 provider.name,
@@ -292,7 +315,7 @@ class BatchEngine:
         """Record `requests` as sent to the file at `path` (a `file` batch)."""
         if requests:
             self.ledger.open_batch(
-                self.ledger.next_label(self.run_tag),
+                self.ledger.next_label(self.run_tag, self.stage),
                 FILE_PROVIDER,
                 self.model,
                 self.stage,
@@ -311,10 +334,13 @@ class ResultSink:
         self.report = CollectReport()
         self._outcomes: list[Any] = []
         self._responses: list[tuple[str, str]] = []
+        self._answered: set[str] = set()  # keys answered in the slice not yet written
 
     def take(self, result: BatchResult) -> bool:
         """Take one result; False when its custom_id is not this run's."""
-        known = self.engine._take(result, self.report, self._outcomes, self._responses)
+        known = self.engine._take(
+            result, self.report, self._outcomes, self._responses, self._answered
+        )
         if len(self._outcomes) >= SLICE:
             self.flush()
         return known
@@ -327,6 +353,7 @@ class ResultSink:
     def flush(self) -> None:
         self.engine.ledger.record(self._outcomes, self._responses)
         self._outcomes, self._responses = [], []
+        self._answered.clear()  # the ledger says `answered` from now on
 
 
 async def asked(what: str, call: Awaitable[T]) -> T:
@@ -334,7 +361,7 @@ async def asked(what: str, call: Awaitable[T]) -> T:
     everything recorded so far kept: the same command picks up from there."""
     try:
         return await call
-    except UserError:
+    except (UserError, Undecided):
         raise
     except Exception as exc:
         raise UserError(

@@ -17,6 +17,7 @@ file (rewritten by every `--batch-out`, answered by `dvsynth batch import`).
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -169,6 +170,13 @@ class BatchLedger:
         ).fetchall():
             yield Queued(key, custom_id, body)
 
+    def holds(self, label: str) -> int:
+        """How many requests of a batch have no answer yet."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM batch_requests WHERE batch = ? AND state = 'assigned'",
+            (label,),
+        ).fetchone()[0]
+
     def by_custom_id(self, custom_id: str) -> tuple[str, str, str] | None:
         """(key, state, model) of the request with this custom_id."""
         row = self._db.execute(
@@ -203,11 +211,24 @@ class BatchLedger:
             }
         return out
 
-    def total_cost(self) -> float:
-        value = self._db.execute(
-            "SELECT SUM(cost_usd) FROM batch_requests WHERE state = 'answered'"
-        ).fetchone()[0]
-        return float(value or 0.0)
+    def in_flight(self) -> Iterator[tuple[str, str, str]]:
+        """(stage, model, body) of every request a provider may be running now: assigned
+        to a batch that is not a `--batch-out` file and not yet collected (what
+        `runs.spend` prices at its estimate)."""
+        yield from self._db.execute(
+            "SELECT r.stage, r.model, r.body FROM batch_requests r JOIN batches b "
+            "ON r.batch = b.label WHERE r.state = 'assigned' AND b.provider != 'file' "
+            "AND b.state != 'collected' ORDER BY r.rowid"
+        )
+
+    def withdraw_queued(self, stage: str) -> int:
+        """Forget the requests of `stage` that are queued and in no batch (never sent):
+        an online run answers them instead, and no later batch sends them too."""
+        with self._db:
+            self._db.execute("BEGIN")
+            return self._db.execute(
+                "DELETE FROM batch_requests WHERE stage = ? AND state = 'queued'", (stage,)
+            ).rowcount
 
     def mean_completion_tokens(self, stage: str) -> float | None:
         value = self._db.execute(
@@ -298,9 +319,16 @@ class BatchLedger:
             self._db.execute("DELETE FROM batches WHERE label = ?", (label,))
         return moved
 
-    def next_label(self, run_tag: str) -> str:
+    def next_label(self, run_tag: str, stage: str = "batch") -> str:
+        """A new batch's label, unique to this run, stage and round: two runs of one
+        identity (or one run's stages) never share one, so a label found at the provider
+        names one batch only."""
         count = self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
-        return f"dvsynth-{run_tag}-{count + 1:05d}-{int(time.time())}"
+        return f"dvsynth-{run_tag}-{stage}-{count + 1:05d}-{secrets.token_hex(4)}"
+
+    def remote_ids(self) -> set[str]:
+        """The provider ids of every batch this run holds."""
+        return {r for (r,) in self._db.execute("SELECT remote_id FROM batches") if r}
 
     # ------------------------------------------------------------------ results
 
@@ -311,7 +339,8 @@ class BatchLedger:
     ) -> None:
         """Write a slice of results in one transaction: `outcomes` are (key, new state,
         spend {prompt_tokens, completion_tokens, cost_usd} or None, status code, error);
-        `responses` are (cache key, cached value JSON) for the answered ones."""
+        `responses` are (cache key, cached value JSON) for the answered ones. A request
+        once answered keeps its answer and its spend: no later outcome changes it."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -320,7 +349,7 @@ class BatchLedger:
             self._db.executemany(
                 "UPDATE batch_requests SET state = ?, batch = CASE WHEN ? = 'queued' THEN NULL "
                 "ELSE batch END, status_code = ?, error = ?, prompt_tokens = ?, "
-                "completion_tokens = ?, cost_usd = ? WHERE key = ?",
+                "completion_tokens = ?, cost_usd = ? WHERE key = ? AND state != 'answered'",
                 [
                     (
                         state,

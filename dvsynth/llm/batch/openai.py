@@ -139,9 +139,15 @@ class OpenAIBatches:
         return str(batch.id)
 
     async def find(
-        self, label: str, since: float, count: int | None = None, known: Any = ()
+        self,
+        label: str,
+        since: float,
+        count: int | None = None,
+        known: Any = (),
+        sample: str | None = None,
     ) -> str | None:
-        """By the label in the batch's metadata (`count` and `known` are not needed here)."""
+        """By the label in the batch's metadata, which names one batch only (`count`,
+        `known` and `sample` are not needed here)."""
         after: str | None = None
         while True:
             page = await self._call("alist_batches", limit=LIST_PAGE, after=after)

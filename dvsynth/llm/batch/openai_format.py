@@ -48,7 +48,9 @@ def parse_result_line(line: str) -> BatchResult:
     error = data.get("error") if isinstance(data.get("error"), dict) else None
     status = response.get("status_code") if response else None
     body = response.get("body") if response else None
-    if isinstance(status, int) and status == 200 and isinstance(body, dict) and not error:
+    if status == 200 and not error:
+        if not isinstance(body, dict):  # an answer that cannot be read: sent again
+            return BatchResult(custom_id, status_code=200, malformed="no response body")
         return BatchResult(custom_id, response=body, status_code=200)
     code = str((error or {}).get("code") or "")
     message = (error or {}).get("message") or _body_error(body) or code or "no response"

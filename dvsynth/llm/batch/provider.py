@@ -52,20 +52,28 @@ class BatchResult:
     `response`: the OpenAI chat.completion JSON body when the request succeeded.
     `status_code`: the request's HTTP status (None when it never ran). `error`: the
     provider's message when it failed. `expired`: it never ran (the batch expired or was
-    cancelled first); the engine resubmits it."""
+    cancelled first); the engine resubmits it. `malformed`: why a line that names its
+    request could not be read (the engine counts it and sends the request again)."""
 
     custom_id: str
     response: dict[str, Any] | None = None
     status_code: int | None = None
     error: str | None = None
     expired: bool = False
+    malformed: str | None = None
+
+
+class Undecided(Exception):
+    """`find` sees more than one batch that could be the one asked for, and cannot tell
+    them apart yet (none of them has ended): the engine keeps the batch unacknowledged
+    and asks again on the next run rather than send its requests a second time."""
 
 
 class BatchProvider(Protocol):
-    """A provider's batch API. `label` is dvsynth's own id for a batch, sent with it
-    (OpenAI metadata; Anthropic keeps no metadata, so `find` matches otherwise), so a
-    run killed between the provider's answer and dvsynth's commit finds its batch
-    instead of submitting it twice."""
+    """A provider's batch API. `label` is dvsynth's own id for a batch, unique to the
+    run, stage and round, and sent with it (OpenAI metadata; Anthropic keeps no
+    metadata, so `find` matches otherwise), so a run killed between the provider's
+    answer and dvsynth's commit finds its batch instead of submitting it twice."""
 
     name: str  # "openai" (any provider litellm covers in the OpenAI format) | "anthropic"
     max_requests: int  # per batch
@@ -80,11 +88,18 @@ class BatchProvider(Protocol):
         ...
 
     async def find(
-        self, label: str, since: float, count: int | None = None, known: Any = ()
+        self,
+        label: str,
+        since: float,
+        count: int | None = None,
+        known: Any = (),
+        sample: str | None = None,
     ) -> str | None:
         """The id of a batch this run submitted under `label` (holding `count` requests)
         at or after unix time `since`, if the provider has one; None when it never got
-        there. `known`: ids the run already holds (never the answer)."""
+        there. `known`: every batch id that the runs of this command hold (never the
+        answer); `sample`: the custom_id of one of the batch's requests (an ended batch
+        whose results lack it is not the one). Raises `Undecided` when it cannot tell."""
         ...
 
     async def status(self, remote_id: str) -> BatchStatus: ...

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dvsynth.errors import UserError
 from dvsynth.llm.batch.engine import (
@@ -25,6 +25,9 @@ from dvsynth.llm.batch.engine import (
 from dvsynth.llm.batch.openai_format import request_line
 from dvsynth.llm.batch.session import BatchSession
 from dvsynth.llm.client import LLMClient
+
+if TYPE_CHECKING:
+    from dvsynth.runs.spend import Spend
 
 
 @dataclass
@@ -78,6 +81,8 @@ async def run_rounds(
     `ray` (`llm.ray.engine.RaySettings`): the Ray engine runs each round's requests
     itself, committing results as they stream back; rounds go on until none is queued."""
     result = BatchRound(out=out)
+    for lane in lanes:  # a batch one run holds is never taken for another's
+        lane.engine.peers = [other.engine.ledger for other in lanes]
     if ray is not None:
         return await _ray_rounds(lanes, one_pass, ray, result, check_cost)
     while True:
@@ -99,6 +104,7 @@ async def run_rounds(
             result.submitted.requests += report.requests
             result.submitted.recovered += report.recovered
             result.submitted.released += report.released
+            result.submitted.undecided += report.undecided
         if not wait or not any(lane.engine.open_batches() for lane in lanes):
             break
         await poll_until_any_done(
@@ -138,12 +144,15 @@ async def _ray_rounds(
 
 def write_batch_file(lanes: list[Lane], out: Path) -> int:
     """Every lane's open requests in one OpenAI batch input file, written before the
-    requests are recorded as sent to it (a kill in between only rewrites the file)."""
+    requests are recorded as sent to it (a kill in between only rewrites the file).
+    With no request open, no file is written; returns how many requests it holds."""
     chosen = [(lane, lane.engine.file_requests()) for lane in lanes]
     seen: set[str] = set()
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--batch-out {out}: is a folder; give a file name such as requests.jsonl")
+    if not any(requests for _, requests in chosen):
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=out.parent, prefix=out.name, suffix=".tmp", delete=False
@@ -194,15 +203,24 @@ async def dry_run(
 
 
 def refuse_above_cap(
-    lanes: list[Lane], cap: float, spent: float, mean: tuple[float, str], option: str
+    lanes: list[Lane],
+    cap: float,
+    spent: Callable[[], Spend],
+    mean: tuple[float, str],
+    option: str,
 ) -> Any:
-    """Before a submission: the estimate at the batch rate must fit under the cap."""
+    """Before a submission: what the runs spent (`runs.spend`, open batches at their
+    estimate) plus the estimate at the batch rate must fit under the cap. Nothing to
+    submit is never refused, however much was spent."""
     found = estimate_open(lanes, mean, include_new=False)
     cost = found.batch_usd
-    if cost is not None and spent + cost > cap:
+    if not found.calls or cost is None:
+        return found
+    paid = spent()
+    if paid.total_usd + cost > cap:
         raise UserError(
             f"{option} {cap:g}: submitting {found.calls} requests would cost about "
-            f"${cost:.4f} at the batch rate, on top of ${spent:.4f} spent; nothing was "
+            f"${cost:.4f} at the batch rate, on top of {paid.describe()}; nothing was "
             f"submitted (the requests stay queued: raise {option} and rerun)"
         )
     return found
