@@ -30,8 +30,15 @@ DEFAULT_RUNS_DIR = Path("dvsynth-runs")
 _Settings = TypeVar("_Settings", bound="CallSettings")
 
 
+#: Every number a setting holds is finite: `--timeout inf` or `--rpm 1e400` would pass
+#: a `gt=0` bound and then fail every call inside the client.
+FINITE = ConfigDict(allow_inf_nan=False)
+
+
 class CallSettings(BaseModel):
     """How LLM calls travel (speed, limits, faults), shared by every LLM stage."""
+
+    model_config = FINITE
 
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(300.0, gt=0)
@@ -62,6 +69,8 @@ class EngineSettings(BaseModel):
     """Which engine makes a stage's LLM calls: online (the default), a provider's batch API
     (`batch`), or an OpenAI batch file run elsewhere (`batch_out`). Never the run's
     identity: the same rows come out of every engine."""
+
+    model_config = FINITE
 
     batch: bool = False
     batch_out: Path | None = None
@@ -95,7 +104,7 @@ class EngineSettings(BaseModel):
 
 
 class GenerateConfig(CallSettings, EngineSettings):
-    seeds: str = str(BUNDLED_SAMPLE)
+    seeds: str = Field(str(BUNDLED_SAMPLE), min_length=1)  # "" is a mistake, not the sample
     seed_format: SeedFormat = "auto"
     mapping: dict[str, str] = Field(default_factory=dict)
     split: str = "train"
@@ -108,7 +117,9 @@ class GenerateConfig(CallSettings, EngineSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(1024, ge=16)
     sampling_seed: int | None = 0
-    prompt: str | None = None  # a template file that replaces the mode's bundled prompt
+    prompt: str | None = Field(
+        None, min_length=1
+    )  # a template file that replaces the mode's bundled prompt
     limit: int | None = Field(None, ge=1)
     shard: str | None = None  # "i/N": this run takes the seeds whose id hashes to i mod N
     max_cost: float | None = Field(None, gt=0)
@@ -159,7 +170,7 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-_FORBID = ConfigDict(extra="forbid")
+_FORBID = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LengthRuleOptions(BaseModel):
@@ -221,7 +232,7 @@ class ValidateConfig(CallSettings, EngineSettings):
     judge_api_base: str | None = None  # never the generator's, unless the caller says so
     judge_extra_api_bases: list[str] = Field(default_factory=list)
     judge_api_key_env: str | None = None  # the NAME of the variable with the judge's key
-    judge_prompt: str = DEFAULT_JUDGE_PROMPT
+    judge_prompt: str = Field(DEFAULT_JUDGE_PROMPT, min_length=1)
     judge_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     judge_max_tokens: int = Field(16, ge=1)
     judge_logprobs: bool = True
@@ -231,7 +242,7 @@ class ValidateConfig(CallSettings, EngineSettings):
     judge_negatives: bool = True  # judge each other negative under view b
     max_cost: float | None = Field(None, gt=0)  # USD cap on batch submissions (--batch)
     instruction_check: bool = True  # one call per generated instruction, with the judge
-    check_prompt: str = DEFAULT_CHECK_PROMPT
+    check_prompt: str = Field(DEFAULT_CHECK_PROMPT, min_length=1)
     dedup: bool = True
     near_threshold: float = Field(90.0, gt=0.0, le=100.0)
 

@@ -7,6 +7,7 @@ CLI had one error boundary (`cli.boundary`) and the store checked its database.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -205,3 +206,79 @@ def test_ctrl_c_at_any_moment_is_one_message(tmp_path, after):
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err, err
     assert "interrupted" in err, err
+
+
+@pytest.mark.parametrize(
+    "option", [("--timeout", "inf"), ("--rpm", "inf"), ("--tpm", "1e400"), ("--max-cost", "inf")]
+)
+def test_infinite_numbers_are_refused_before_any_call(tmp_path, option):
+    """`--timeout inf` passed its `gt=0` bound and rejected every row for good."""
+    gen = COMMANDS["generate"](tmp_path / "run", tmp_path)
+    one_line(dvsynth(*gen, *option), option[0])
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_lock_file_that_is_a_link_is_never_written_through(run_copy, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    lock = run_copy / ".dvsynth.lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(victim)
+    one_line(dvsynth(*COMMANDS["validate"](run_copy, tmp_path)), str(lock))
+    assert victim.read_text() == "keep me"
+    lock.unlink()
+    os.mkfifo(lock)
+    one_line(dvsynth(*COMMANDS["validate"](run_copy, tmp_path)), str(lock))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("config", []), ("seed_source", "x"), ("identity", {"prompts": 5})],
+)
+def test_wrong_types_inside_the_manifest_are_one_line(run_copy, tmp_path, field, value):
+    manifest = json.loads((run_copy / MANIFEST).read_text())
+    manifest[field] = value
+    (run_copy / MANIFEST).write_text(json.dumps(manifest))
+    for command in ("stats", "export", "generate"):
+        one_line(dvsynth(*COMMANDS[command](run_copy, tmp_path)), str(run_copy / MANIFEST))
+
+
+def test_a_foreign_sqlite_file_is_never_taken_over(run_copy, tmp_path):
+    import sqlite3
+
+    for name in (DATABASE, DATABASE + "-wal", DATABASE + "-shm"):
+        (run_copy / name).unlink(missing_ok=True)
+    db = sqlite3.connect(run_copy / DATABASE)
+    db.execute("CREATE TABLE foo (x)")
+    db.commit()
+    db.close()
+    for command in ("generate", "validate", "batch status", "stats"):
+        one_line(dvsynth(*COMMANDS[command](run_copy, tmp_path)), str(run_copy / DATABASE))
+    tables = sqlite3.connect(run_copy / DATABASE).execute("SELECT name FROM sqlite_master")
+    assert [t for (t,) in tables] == ["foo"]
+
+
+@pytest.mark.parametrize("option", ["--seeds", "--prompt"])
+def test_an_empty_path_is_refused_not_the_default(tmp_path, option):
+    """`--seeds "$SEEDS"` with the variable unset ran the bundled sample, paid."""
+    gen = list(COMMANDS["generate"](tmp_path / "run", tmp_path))
+    if option == "--seeds":
+        gen[gen.index("--seeds") + 1] = ""
+    else:
+        gen += ["--prompt", "", "--mode", "reverse"]
+    one_line(dvsynth(*gen), option)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_judge_prompt_is_refused(run_copy):
+    one_line(dvsynth("validate", run_copy, "--judge-prompt", "", "--quiet"), "--judge-prompt")
+
+
+def test_batch_out_writes_through_a_link_and_keeps_it(tmp_path):
+    target = tmp_path / "real.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)  # dangling until written
+    gen = (*COMMANDS["generate"](tmp_path / "run", tmp_path), "--batch-out", link)
+    result = dvsynth(*gen)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and target.is_file() and target.read_text().strip()

@@ -66,7 +66,10 @@ def _litellm(cls, status: int | None = None, **extra):
         (lambda: _litellm(litellm.NotFoundError), "fatal"),
         (lambda: openai.NotFoundError("m", response=_response(404), body=None), "fatal"),
         (lambda: TimeoutError(), "transient"),
-        (lambda: ValueError("odd"), "row"),
+        # A fault on this side, not the provider's answer: never a final verdict on the row
+        # (`--timeout inf` once rejected every row for good as llm:OverflowError).
+        (lambda: ValueError("odd"), "transient"),
+        (lambda: OverflowError("timestamp too large"), "transient"),
     ],
 )
 def test_real_provider_exceptions_sort_by_status(make, kind):

@@ -261,7 +261,7 @@ def generate(
         raise UserError(f"--format: '{seed_format}' is not one of auto, promptriever, triples")
     local = model.startswith("local/")
     config = GenerateConfig(
-        seeds=seeds or str(BUNDLED_SAMPLE),
+        seeds=str(BUNDLED_SAMPLE) if seeds is None else seeds,
         seed_format=seed_format,
         mapping=parse_mapping(map_),
         split=split,
@@ -454,7 +454,7 @@ def validate_command(
         **_engine_options(
             engine, ray_address, ray_processor, tensor_parallel, replicas, engine_arg
         ),
-        **({"judge_prompt": judge_prompt} if judge_prompt else {}),
+        **({"judge_prompt": judge_prompt} if judge_prompt is not None else {}),
     )
     validate_reported(config, quiet)
 
@@ -791,7 +791,7 @@ def calibrate_command(
         timeout=timeout,
         max_retries=max_retries,
         transport=transport,
-        **({"judge_prompt": judge_prompt} if judge_prompt else {}),
+        **({"judge_prompt": judge_prompt} if judge_prompt is not None else {}),
     )
     result = calibrate(pairs, config)
     if json_output:

@@ -67,7 +67,22 @@ def error_kind(exc: BaseException) -> str:
         return "transient"
     if names & set(TRANSIENT) or isinstance(exc, (TimeoutError, ConnectionError)):
         return "transient"
+    if status is None and not _from_a_provider(exc):
+        # Not the provider's answer but a fault on this side (a bug, an odd setting):
+        # never a verdict on the row; the row fails and a rerun tries it again.
+        return "transient"
     return "row"
+
+
+def _from_a_provider(exc: BaseException) -> bool:
+    """Whether `exc` was raised by an LLM client library (litellm, openai, anthropic,
+    httpx, aiohttp) rather than by Python or dvsynth itself."""
+    return any(
+        (cls.__module__ or "").split(".")[0] in _PROVIDER_MODULES for cls in type(exc).__mro__
+    )
+
+
+_PROVIDER_MODULES = {"litellm", "openai", "anthropic", "httpx", "aiohttp", "dvsynth"}
 
 
 def is_systematic_client_error(exc: BaseException) -> bool:

@@ -34,7 +34,7 @@ from dvsynth.config import (
     ValidateConfig,
 )
 
-_FORBID = ConfigDict(extra="forbid")
+_FORBID = ConfigDict(extra="forbid", allow_inf_nan=False)  # finite numbers only
 
 
 def _section(name: str, doc: str, model: type[BaseModel], names: list[str], **extra: Any):

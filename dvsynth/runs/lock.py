@@ -14,6 +14,7 @@ between two stages of one command (generate --validate, run RECIPE).
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,6 +82,24 @@ def _holder(fd: int) -> str:
     return f"PID {pid}" if pid.isdigit() else "another process"
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, opened without following a link and checked to be a plain file: a
+    run folder copied from elsewhere must not make the lock truncate another file (its
+    PID is written into it) or block on a FIFO."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        reason = "is a link" if os.path.islink(path) else exc.strerror
+        raise UserError(
+            f"{path}: cannot open the run's lock ({reason}); remove it and rerun"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: the run's lock is not a plain file; remove it and rerun")
+    return fd
+
+
 def acquire(run_dir: Path) -> None:
     """Take the run's lock (or one more count of it); a RunLocked error if another process
     holds it. `run_dir` must exist."""
@@ -89,10 +108,7 @@ def acquire(run_dir: Path) -> None:
         held = _held.get(key)
         if held is None:
             path = Path(run_dir) / LOCK_FILE
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise UserError(f"{path}: cannot create the run's lock ({exc.strerror})") from None
+            fd = _open_lock_file(path)
             if not _try_lock(fd):
                 holder = _holder(fd)
                 os.close(fd)

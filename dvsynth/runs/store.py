@@ -111,8 +111,8 @@ class RunStore:
         if writer:
             lock.acquire(self.run_dir)
         try:
-            self._db = _connect(path, create=create)
-            self._prepare(path)
+            self._db = _connect(path, create=create, writer=writer)
+            self._prepare(path, create)
         except BaseException:
             if writer:
                 lock.release(self.run_dir)
@@ -123,10 +123,12 @@ class RunStore:
         self._ledger: BatchLedger | None = None
         self._row_ids = ColumnKeys(self._db, "rows", "seed_id")  # seed ids `rows` may hold
 
-    def _prepare(self, path: Path) -> None:
+    def _prepare(self, path: Path, create: bool) -> None:
         """WAL mode and the full schema (writers), or a check that the schema is current
         (readers; an older database is migrated under the lock, if no writer holds it)."""
         try:
+            if self.writer and not create:
+                self._missing_columns()  # a database that is not a run's is never taken over
             if self.writer:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -137,6 +139,9 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise UserError(corrupt_database(path, exc)) from None
+        except UserError:
+            self._db.close()
+            raise
 
     # ------------------------------------------------------------------ opening
 
@@ -528,8 +533,13 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path}: corrupt manifest ({reason})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("identity", {}), dict):
+    if not isinstance(data, dict):
         raise UserError(f"{path}: corrupt manifest (not a dvsynth manifest object)")
+    for key in ("identity", "config", "seed_source", "versions"):
+        if not isinstance(data.get(key, {}), dict):
+            raise UserError(f"{path}: corrupt manifest ('{key}' is not an object)")
+    if not isinstance(data.get("identity", {}).get("prompts", {}), dict):
+        raise UserError(f"{path}: corrupt manifest ('identity.prompts' is not an object)")
     return data
 
 
@@ -550,10 +560,13 @@ def corrupt_database(path: Path, exc: BaseException) -> str:
     )
 
 
-def _connect(path: Path, create: bool) -> sqlite3.Connection:
+def _connect(path: Path, create: bool, writer: bool = True) -> sqlite3.Connection:
     """Open the database; never creates one unless `create` (a lost database is an error,
-    not a fresh start)."""
+    not a fresh start). A reader of a run whose folder it cannot write (a read-only copy,
+    an archive) opens it immutable: no writer can be changing it there either."""
     mode = "rwc" if create else "rw"
+    if not writer and not os.access(path.parent, os.W_OK):
+        mode = "ro&immutable=1"
     try:
         return sqlite3.connect(
             f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None
@@ -609,7 +622,10 @@ def _holds_no_rows(path: Path) -> bool:
         db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
         try:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-            return "rows" not in tables or not db.execute("SELECT 1 FROM rows").fetchone()
+            if not tables:
+                return True  # killed before the schema
+            ours = "rows" in tables and "meta" in tables
+            return ours and not db.execute("SELECT 1 FROM rows").fetchone()
         finally:
             db.close()
     except sqlite3.DatabaseError:

@@ -9,6 +9,7 @@ between, until no request is open.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -153,9 +154,14 @@ def write_batch_file(lanes: list[Lane], out: Path) -> int:
         raise UserError(f"--batch-out {out}: is a folder; give a file name such as requests.jsonl")
     if not any(requests for _, requests in chosen):
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written through a link (the link stays), and never over a device or FIFO: the
+    # atomic replace below would otherwise swap the link, or `/dev/full`, for a file.
+    target = Path(os.path.realpath(out))
+    if target.exists() and not target.is_file():
+        raise UserError(f"--batch-out {out}: not a regular file; give a file name")
+    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=out.parent, prefix=out.name, suffix=".tmp", delete=False
+        "w", encoding="utf-8", dir=target.parent, prefix=target.name, suffix=".tmp", delete=False
     ) as handle:
         for _, requests in chosen:
             for request in requests:
@@ -163,7 +169,7 @@ def write_batch_file(lanes: list[Lane], out: Path) -> int:
                     continue
                 seen.add(request.custom_id)
                 handle.write(request_line(request.as_request()) + "\n")
-    Path(handle.name).replace(out)
+    Path(handle.name).replace(target)
     for lane, requests in chosen:
         lane.engine.record_file(out, requests)
     return len(seen)
