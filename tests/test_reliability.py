@@ -218,7 +218,7 @@ def test_error_kinds_and_retry_after_parsing():
     window = litellm.ContextWindowExceededError("too long", model="m", llm_provider="openai")
     assert error_kind(window) == "row"
     assert error_kind(TimeoutError()) == "transient"
-    assert error_kind(ValueError("odd")) == "row"
+    assert error_kind(ValueError("odd")) == "transient"  # a fault on this side: retried, no verdict
 
 
 def test_max_cost_warns_when_the_price_is_unknown(run_cli, fake_server, tmp_path):
