@@ -89,6 +89,12 @@ class EngineSettings(BaseModel):
     def batched(self) -> bool:
         return self.batch or self.batch_out is not None
 
+    @property
+    def calls_online(self) -> bool:
+        """Whether this stage sends its calls online from this process (not a dry run,
+        no batch, no Ray): what must first settle the batches a run holds."""
+        return not (self.dry_run or self.batched or self.engine == "ray")
+
     def check_engine(self) -> None:
         """Options that contradict each other, as one line each."""
         if self.batch and self.batch_out is not None:

@@ -145,12 +145,14 @@ def generate_run(
         store = RunStore.open(prepared.run_dir, prepared.manifest)
     try:
         _check_source(config, store.run_dir, prepared.manifest, on_notice)
+        if config.calls_online:  # what a batch holds is never called online too
+            from dvsynth.runs.batches import settle_before_online
+
+            settle_before_online([store], GENERATE, on_notice)
     except BaseException:
         store.close()
         raise
     client.cache = store.cache
-    if not (config.dry_run or config.batched or config.engine == "ray"):
-        _settle_batches(store, on_notice)  # what a batch holds is never called online too
     shard = parse_shard(config.shard)
     if on_start:
         total = estimate_total(config.seeds)
@@ -245,18 +247,6 @@ def _check_source(
             "seed_source_earlier": earlier,
         }
         write_json_atomic(run_dir / MANIFEST, updated)
-
-
-def _settle_batches(store: RunStore, on_notice: Callable[[str], None] | None) -> None:
-    """Before online calls: collect the run's ended batches of this stage, or refuse
-    while one still holds its requests (`runs.batches.settle_before_online`)."""
-    from dvsynth.runs.batches import settle_before_online
-
-    try:
-        settle_before_online([store], GENERATE, on_notice)
-    except BaseException:
-        store.close()
-        raise
 
 
 def _provider(config: GenerateConfig, client: LLMClient) -> Any:

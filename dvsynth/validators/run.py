@@ -207,7 +207,7 @@ def validate_runs(
     stores = _open_stores(config.runs)
     stats = ValidateStats()
     try:
-        if not (config.dry_run or config.batched or config.engine == "ray"):
+        if config.calls_online:
             from dvsynth.runs.batches import settle_before_online
 
             settle_before_online(stores, VALIDATE, on_notice)  # never online what a batch holds
