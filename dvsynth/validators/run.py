@@ -147,12 +147,18 @@ def preflight(config: ValidateConfig, generator_model: str) -> None:
     """What validate would refuse (its engine options, rules, custom validators, the
     judge's key), checked before a command that generates first (`generate --validate`,
     `run RECIPE`) pays for the generation."""
+    check_options(config)
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generator_model})
+    default_steps(config)
+
+
+def check_options(config: ValidateConfig) -> None:
+    """Settings that contradict each other, refused the same way by validate and
+    `preflight`."""
     config.check_engine()
     if config.max_cost is not None and not config.batched:
         raise UserError("--max-cost: on validate it caps batch submissions; use it with --batch")
-    default_steps(config)
 
 
 def build_validator(
@@ -191,9 +197,7 @@ def validate_runs(
 
     `steps`: the per-row steps to run instead of `default_steps(config)` (a library user
     adds their own check as `default_steps(config) + [MyCheck()]`)."""
-    config.check_engine()
-    if config.max_cost is not None and not config.batched:
-        raise UserError("--max-cost: on validate it caps batch submissions; use it with --batch")
+    check_options(config)
     generators = _generator_models(config.runs)
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generators[0]})
