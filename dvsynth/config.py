@@ -289,6 +289,7 @@ class CardOptions(BaseModel):
     seed_dataset: str | None = None  # a Hub id, named in source_datasets and the card
     seed_citation: str | None = None  # BibTeX of the seed dataset
     history: list[dict[str, Any]] = Field(default_factory=list)  # earlier versions
+    credit_reviewers: bool = False  # name the audit's reviewers (else only their count)
 
     @staticmethod
     def read_citation(path: Path | None) -> str | None:

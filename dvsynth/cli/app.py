@@ -506,6 +506,11 @@ from dvsynth.cli.recipe import recipe_app, run_command  # noqa: E402 - a release
 app.command("run")(run_command)
 app.add_typer(recipe_app, name="recipe")
 
+from dvsynth.cli.view import audit_command, view_command  # noqa: E402 - the web pages
+
+app.command("view")(view_command)
+app.command("audit")(audit_command)
+
 
 @app.command("stats")
 def stats_command(
@@ -552,12 +557,29 @@ AllowUnvalidated = Annotated[
 ]
 
 
+CreditReviewers = Annotated[
+    bool,
+    typer.Option(
+        "--credit-reviewers",
+        help="Name the people who audited the runs (`dvsynth audit`) in the card; off: "
+        "only how many there were.",
+    ),
+]
+
+
 def _card_options(
-    license_: str, version: str, repo: str, language: str, seed_dataset, seed_citation
+    license_: str,
+    version: str,
+    repo: str,
+    language: str,
+    seed_dataset,
+    seed_citation,
+    credit_reviewers: bool = False,
 ):
     from dvsynth.config import CardOptions
 
     return CardOptions(
+        credit_reviewers=credit_reviewers,
         license=license_,
         version=version,
         repo=repo,
@@ -581,11 +603,14 @@ def export_command(
     seed_dataset: SeedDataset = None,
     seed_citation: SeedCitation = None,
     allow_unvalidated: AllowUnvalidated = False,
+    credit_reviewers: CreditReviewers = False,
 ) -> None:
     """Write a dataset folder (pairs, triplets, rejected; train/validation) with its card."""
     from dvsynth.publish.dataset import export_dataset
 
-    options = _card_options(license_, version, repo, language, seed_dataset, seed_citation)
+    options = _card_options(
+        license_, version, repo, language, seed_dataset, seed_citation, credit_reviewers
+    )
     report = export_dataset(runs, out, options, val_share, allow_unvalidated=allow_unvalidated)
     for config, splits in report.rows.items():
         counts = ", ".join(f"{split} {n}" for split, n in splits.items())
@@ -618,13 +643,16 @@ def push_command(
     seed_dataset: SeedDataset = None,
     seed_citation: SeedCitation = None,
     allow_unvalidated: AllowUnvalidated = False,
+    credit_reviewers: CreditReviewers = False,
 ) -> None:
     """Export, then upload data and card in one commit and tag it vX.Y.Z."""
     from dvsynth.publish.hub import check_target, push_dataset
 
     check_target(repo, version)
     folder = out or Path("dvsynth-export") / f"{repo.replace('/', '--')}-v{version}"
-    options = _card_options(license_, version, repo, language, seed_dataset, seed_citation)
+    options = _card_options(
+        license_, version, repo, language, seed_dataset, seed_citation, credit_reviewers
+    )
 
     def show(plan) -> None:
         prefix = "would " if dry_run else ""

@@ -405,6 +405,20 @@ class ValidateReporter(BatchLines):
         self.out.print(table)
 
 
+def audit_line(audit: dict[str, Any]) -> str:
+    """What people found in a run's audit, in one line (`view.audit.summaries`)."""
+    flip = audit["pooled"]["true_flip"]
+    people = len(audit["reviewers"])
+    text = f"{audit['sample']['pairs']} pairs sampled, {people} reviewer{'s' * (people != 1)}"
+    if flip["n"]:
+        low, high = flip["wilson95"]
+        text += (
+            f"; true flip {100 * flip['share']:.1f}% of {flip['n']} answered "
+            f"(Wilson 95% {100 * low:.1f}-{100 * high:.1f}%)"
+        )
+    return text
+
+
 def print_stats(data: dict[str, Any], console: Console) -> None:
     """The `compute_stats` dict as tables."""
     table = Table(title=f"dvsynth stats: {', '.join(data['runs'])}", show_header=False)
@@ -459,6 +473,8 @@ def print_stats(data: dict[str, Any], console: Console) -> None:
             f"cost {format_cost(spend['cost_usd'], spend['unpriced'])} at the batch rate"
             + (f"; {spend['open']:,} requests still open" if spend["open"] else ""),
         )
+    for run, audit in data.get("audit", {}).items():
+        table.add_row(f"audit of {run}", audit_line(audit))
     console.print(table)
     if data["reasons"]:
         reasons = Table(title="rejections by reason")

@@ -205,6 +205,8 @@ def build_card(
         "triplets": "two rows per pair (view a, view b, adjacent): anchor, positive, negative, "
         "negatives (the seed's other negatives verified for that view), stage",
         "rejected": "rejected rows with their reasons, for audit",
+        "audit": "the labels people gave in the blind audit (one row per judgment; "
+        "reviewers as anonymous ids), with the intended label and the judge's",
     }
     config_rows = [
         {
@@ -273,6 +275,68 @@ def build_card(
         unverified_stages=sorted(stats["unverified_by_stage"].items()),
         negatives=stats["other_negatives_kept"],
         recipe_sha256=recipe_sha256,
+        audits=audit_sections(stats.get("audit") or {}, options.credit_reviewers),
     )
     check_metadata(card)
     return card
+
+
+def _share_text(share: dict[str, Any] | None) -> str | None:
+    if not share or not share["n"]:
+        return None
+    low, high = share["wilson95"]
+    return (
+        f"{100 * share['share']:.1f}% ({share['count']} of {share['n']}; Wilson 95% interval "
+        f"{100 * low:.1f}-{100 * high:.1f}%)"
+    )
+
+
+def audit_sections(audits: dict[str, Any], credit: bool) -> list[dict[str, Any]]:
+    """Each run's audit (`view.audit.summaries`) as the card's Audit section shows it."""
+    out = []
+    for run, audit in audits.items():
+        names = audit["reviewers"]
+        count = f"{len(names)} reviewer{'s' * (len(names) != 1)}"
+        out.append(
+            {
+                "run": Path(run).name,
+                "sample": audit["sample"],
+                "reviewers": f"{count}: {', '.join(names)}" if credit else count,
+                "dates": audit["answered"],
+                "lines": _audit_lines(audit),
+            }
+        )
+    return out
+
+
+def _audit_lines(audit: dict[str, Any]) -> list[str]:
+    """The Audit section's bullets: only the figures the answers define."""
+    pooled = audit["pooled"]
+    flip = _share_text(pooled["true_flip"])
+    lines = [
+        f'True flip (all four labels as intended; "can\'t tell" counts against): {flip}'
+        if flip
+        else "No sampled pair has been answered in full yet."
+    ]
+    for view, share in pooled["view_accuracy"].items():
+        if _share_text(share):
+            lines.append(f"{view} accuracy (both documents as intended): {_share_text(share)}")
+    if _share_text(pooled["rejected_found_good"]):
+        lines.append(
+            "Judge-rejected pairs people found good (false rejects): "
+            + _share_text(pooled["rejected_found_good"])
+        )
+    kappas = [
+        f"`{judgment}` {k['kappa']:.2f} (n={k['n']})"
+        for judgment, k in pooled["judge_kappa"].items()
+        if k["kappa"] is not None
+    ]
+    if kappas:
+        lines.append("The judge's agreement with people, Cohen's kappa: " + ", ".join(kappas))
+    for pair in audit["reviewer_agreement"]:
+        if pair["kappa"] is not None:
+            lines.append(
+                f"Agreement between two reviewers, Cohen's kappa: {pair['kappa']:.2f} over "
+                f"{pair['labels']} labels"
+            )
+    return lines

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dvsynth.config import CardOptions
+from dvsynth.publish.audit_config import CONFIG as AUDIT_CONFIG
+from dvsynth.publish.audit_config import FILE as AUDIT_FILE
+from dvsynth.publish.audit_config import write_audit_config
 from dvsynth.publish.card import EXAMPLES, build_card, check_license
 from dvsynth.publish.export import ExportReport, write_data
 from dvsynth.publish.folder import staged_folder
@@ -55,6 +58,10 @@ def export_dataset(
             allow_unvalidated=allow_unvalidated,
             recipe_sha256=recipe_sha,
         )
+        labels = write_audit_config(run_dirs, staging)
+        if labels:
+            report.rows[AUDIT_CONFIG] = {"train": labels}
+            report.files.append(AUDIT_FILE)
         stats = counts.result(run_dirs)
         card = build_card(run_dirs, report, options, stats, examples, recipe_sha256=recipe_sha)
         # Through the one secret detector: the card quotes runs' settings and rows.

@@ -340,6 +340,6 @@ def configs_metadata(report: ExportReport) -> list[dict[str, Any]]:
             ],
             **({"default": True} if config == "triplets" else {}),
         }
-        for config in CONFIGS
+        for config in (*CONFIGS, *(c for c in report.rows if c not in CONFIGS))
         if report.rows.get(config)
     ]

@@ -194,7 +194,15 @@ class StatsCollector:
             "generator": self.generator.as_dict(),
             "judge": self.judge.as_dict(),
             "batch": batch_spend(run_dirs),
+            "audit": _audits(run_dirs),
         }
+
+
+def _audits(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    """Each audited run's figures (`view.audit.summaries`): what people found."""
+    from dvsynth.view.audit import summaries
+
+    return summaries(list(run_dirs))
 
 
 def _no_spend() -> dict[str, Any]:

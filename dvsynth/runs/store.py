@@ -464,6 +464,11 @@ class RunStore:
         raw = self.get_meta("validation")
         return json.loads(raw) if raw else None
 
+    def database(self) -> sqlite3.Connection:
+        """The run's connection, for a part that keeps its own tables in the run's
+        database (`view.audit`); it writes through it only in a writer's store."""
+        return self._db
+
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
