@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,27 +25,34 @@ from dvsynth.view.sources import Source
 BINS = 20
 
 
-def summarize(sources: list[Source]) -> dict[str, Any]:
-    """Stats over all sources, and per source when there are several."""
-    total = _collect(sources)
+class Stopped(Exception):
+    """The server stops: a summary being computed is abandoned."""
+
+
+def summarize(sources: list[Source], stop: threading.Event | None = None) -> dict[str, Any]:
+    """Stats over all sources, and per source when there are several; `stop`, once set,
+    abandons the pass (Stopped), so Ctrl-C never waits for it."""
+    stop = stop or threading.Event()
+    total = _collect(sources, stop)
     summary = {"all": total, "per_source": []}
     if len(sources) > 1:
         summary["per_source"] = [
-            {"source": s.index, "label": s.label, **_collect([s])} for s in sources
+            {"source": s.index, "label": s.label, **_collect([s], stop)} for s in sources
         ]
     return summary
 
 
-def _collect(sources: list[Source]) -> dict[str, Any]:
+def _collect(sources: list[Source], stop: threading.Event) -> dict[str, Any]:
     runs = [s.path for s in sources if s.kind == "run"]
     collector = StatsCollector(recorded_stages(runs) if runs else None)
-    if runs:
-        for row in iter_runs(runs):
+    streams = [iter_runs(runs)] if runs else []
+    streams += [_export_rows(s.database) for s in sources if s.kind == "export"]
+    for stream in streams:
+        for row in stream:
+            if stop.is_set():
+                stream.close()
+                raise Stopped
             collector.add(row)
-    for source in sources:
-        if source.kind == "export":
-            for row in _export_rows(source.database):
-                collector.add(row)
     stats = collector.result(runs)
     return {
         "stats": stats,

@@ -96,12 +96,16 @@ class Filter:
             )
             args["reason"] = self.reason
         if self.q:
+            if self.q.isprintable() and not set(self.q) & {'"', "\\"}:  # JSON writes as is
+                parts.append("rec LIKE :like ESCAPE '!'")  # cheap: no JSON parsed
+                pattern = self.q.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+                args["like"] = f"%{pattern}%"
             parts.append(
                 "instr(lower(coalesce(json_extract(rec, '$.query'), '') || ' ' || "
                 "coalesce(json_extract(rec, '$.instruction_a'), '') || ' ' || "
-                "coalesce(json_extract(rec, '$.instruction_b'), '')), :q) > 0"
+                "coalesce(json_extract(rec, '$.instruction_b'), '')), lower(:q)) > 0"
             )
-            args["q"] = self.q.lower()
+            args["q"] = self.q
         return " AND ".join(parts), args
 
 
@@ -166,6 +170,7 @@ class Catalog:
         if len(databases) > 9:
             raise UserError("view: give at most 9 run directories or export folders at once")
         self.databases = databases
+        self._stages: tuple[tuple, list[str]] | None = None
         self._db = sqlite3.connect(
             ":memory:", uri=True, isolation_level=None, check_same_thread=False
         )
@@ -199,11 +204,12 @@ class Catalog:
 
     def page(self, where: Filter, page: int, size: int = PAGE_SIZE) -> list[Listed]:
         sql, args = where.where()
-        rows = self._db.execute(
-            f"SELECT {_LISTED} FROM v WHERE {sql} {ORDER} LIMIT :limit OFFSET :offset",
+        keys = self._db.execute(  # the sort carries the keys only, not the texts
+            f"SELECT src, seed_id FROM v WHERE {sql} {ORDER} LIMIT :limit OFFSET :offset",
             {**args, "limit": size, "offset": max(0, page) * size},
         ).fetchall()
-        return [Listed.of(r) for r in rows]
+        listed = f"SELECT {_LISTED} FROM v WHERE src = ? AND seed_id = ?"
+        return [Listed.of(self._db.execute(listed, key).fetchone()) for key in keys]
 
     def record(self, src: int, seed_id: str) -> tuple[dict[str, Any], str, str | None] | None:
         """(the row as it stands, its outcome, its dedup reason) or None."""
@@ -240,10 +246,13 @@ class Catalog:
         return {"prev": prev, "next": nxt, "position": before + 1}
 
     def stages(self) -> list[str]:
-        """The stages rows reached, for the filter's choices."""
-        return [
-            s for (s,) in self._db.execute(f"SELECT DISTINCT {STAGE_SQL} FROM v ORDER BY 1") if s
-        ]
+        """The stages rows reached, for the filter's choices (read again only when a
+        database changed: it reads every row)."""
+        version = self.version()
+        if self._stages is None or self._stages[0] != version:
+            found = self._db.execute(f"SELECT DISTINCT {STAGE_SQL} FROM v ORDER BY 1")
+            self._stages = (version, [s for (s,) in found if s])
+        return self._stages[1]
 
     def version(self) -> tuple:
         """Changes whenever a source's database does: what cached summaries are keyed on."""

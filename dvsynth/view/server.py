@@ -11,7 +11,10 @@ markup that slipped through could not run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -105,30 +108,52 @@ def view_app(sources: Sources, token: str) -> web.Application:
     app = base_app(token)
     catalog = Catalog([s.database for s in sources.items])
     state = app[STATE]
-    state.update(sources=sources, catalog=catalog, summary=None, lock=asyncio.Lock())
+    state.update(sources=sources, catalog=catalog, summary=None, task=None, stop=threading.Event())
     prefix = f"/{token}"
     app.router.add_get(prefix + "/", overview_page)
     app.router.add_get(prefix + "/rows", rows_page)
     app.router.add_get(prefix + "/pair", pair_page)
 
+    async def warm(app: web.Application) -> None:
+        """Start the overview's pass now: the first visit finds it done, or nearer."""
+        state["task"] = asyncio.ensure_future(_compute(state, catalog.version()))
+
     async def closing(app: web.Application) -> None:
+        state["stop"].set()  # an unfinished pass ends at its next row
+        task = state["task"]
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await task
         catalog.close()
 
+    app.on_startup.append(warm)
     app.on_cleanup.append(closing)
     return app
 
 
-async def _summary(request: web.Request) -> dict[str, Any]:
+async def _summary(request: web.Request) -> tuple[dict[str, Any], str | None]:
+    """The overview's figures, and None; or, while they are recomputed after a change,
+    the previous ones and the time they were computed."""
     state = request.app[STATE]
-    catalog: Catalog = state["catalog"]
-    async with state["lock"]:
-        version = catalog.version()
-        cached = state["summary"]
-        if cached is None or cached[0] != version:
-            items = state["sources"].items
-            data = await asyncio.get_running_loop().run_in_executor(None, overview.summarize, items)
-            state["summary"] = cached = (version, data)
-    return cached[1]
+    version = state["catalog"].version()
+    cached = state["summary"]
+    if cached is not None and cached[0] == version:
+        return cached[1], None
+    task = state["task"]
+    if task is None or task.done():
+        task = state["task"] = asyncio.ensure_future(_compute(state, version))
+    if cached is not None:
+        return cached[1], cached[2]
+    return await asyncio.shield(task), None
+
+
+async def _compute(state: dict[str, Any], version: tuple) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    data = await loop.run_in_executor(
+        None, overview.summarize, state["sources"].items, state["stop"]
+    )
+    state["summary"] = (version, data, time.strftime("%H:%M:%S"))
+    return data
 
 
 def _sources(request: web.Request):
@@ -136,11 +161,12 @@ def _sources(request: web.Request):
 
 
 async def overview_page(request: web.Request) -> web.Response:
-    summary = await _summary(request)
+    summary, stale = await _summary(request)
     return render(
         request,
         "overview.html",
         page="overview",
+        stale=stale,
         sources=_sources(request),
         summary=summary,
         spend=overview.spend_rows(summary["all"]["stats"]),

@@ -111,7 +111,7 @@ def load_export(folder: Path, database: Path, batch: int = 2000) -> None:
                                     record["seed_id"] or f"row{ordinal}",
                                     ordinal,
                                     record["status"],
-                                    json.dumps(record),
+                                    json.dumps(record, ensure_ascii=False),
                                     outcome,
                                 )
                             )
