@@ -57,7 +57,7 @@ def test_the_sample_is_reproducible_recorded_and_blind(run, tmp_path, origin):
         assert sum(k == "verified" for k in kinds.values()) == 5
         assert {s for s, k in kinds.items() if k == "rejected"} <= {"s03", "s13", "s23"}
         assert {i["doc_1"] for i in first} == {"a", "b"}  # the order is drawn per item
-        pages = Pages(audit_app(store, "ann", TOKEN))
+        pages = Pages(audit_app(store, ["ann"], TOKEN))
         try:
             status, page, _ = pages.request("GET", f"/{TOKEN}/audit")
         finally:
@@ -97,7 +97,7 @@ def test_a_contradicting_or_impossible_sample_is_one_line(run):
 
 
 def _audit_url(process) -> str:
-    return re.search(r"http://\S+/audit", process.stdout.readline()).group(0)
+    return re.search(r"http://\S+", process.stdout.readline()).group(0)
 
 
 def test_browser_answers_are_committed_and_resume_after_a_kill(run):
@@ -123,6 +123,30 @@ def test_browser_answers_are_committed_and_resume_after_a_kill(run):
         restarted.terminate()
         restarted.communicate(timeout=30)
     assert restarted.returncode == 0
+
+
+def test_one_server_takes_several_reviewers_at_once(run):
+    assert dvsynth("audit", run, "--sample", "2", "--sheet", run.parent / "s.csv").returncode == 0
+    done = dvsynth(
+        "audit", run, "--import", run.parent / "s.csv", "--reviewer", "a", "--reviewer", "b"
+    )
+    assert done.returncode == 2 and "--import: give the one --reviewer" in done.stderr
+    with cli_server(
+        "audit", run, "--reviewer", "ann", "--reviewer", "bob", "--no-browser"
+    ) as server:
+        assert "answered by ann" in server.stdout.readline()
+        assert "answered by bob" in server.stdout.readline()
+        urls = [_audit_url(server), _audit_url(server)]
+        assert [u.rsplit("/", 1)[1] for u in urls] == ["ann", "bob"]
+        for url, label in zip(urls, ("yes", "no"), strict=True):
+            form = urllib.parse.urlencode({"item": "i0001", "doc_1": label, "doc_2": label})
+            with urllib.request.urlopen(url + "/answer", data=form.encode()) as response:
+                assert response.status == 200
+        server.terminate()
+        server.communicate(timeout=30)
+    with sqlite3.connect(run / "dvsynth.sqlite") as db:
+        found = db.execute("SELECT reviewer, doc_1 FROM audit_answers ORDER BY reviewer").fetchall()
+    assert found == [("ann", "yes"), ("bob", "no")]
 
 
 def test_the_run_is_locked_while_audited(run):
@@ -258,22 +282,28 @@ def test_a_sheet_round_trip_gives_the_browser_report(run, tmp_path):
         db = store.database()
         wanted = {i["item"]: truth(db, i) for i in audit.items(db)}
         wrong = audit.items(db)[3]["item"]
-        pages = Pages(audit_app(store, "web", TOKEN))
+        pages = Pages(audit_app(store, ["web", "other"], TOKEN))
         try:
             for item, (one, two) in wanted.items():
                 if item == wrong:
                     one, two = "unsure", two
                 status, page, _ = pages.request(
                     "POST",
-                    f"/{TOKEN}/audit/answer",
+                    f"/{TOKEN}/audit/web/answer",
                     {"item": item, "doc_1": one, "doc_2": two, "note": "<b>n</b>"},
                 )
                 assert status == 200
             assert "All 10 items answered" in page
             status, _, _ = pages.request(
-                "POST", f"/{TOKEN}/audit/answer", {"item": "i9999", "doc_1": "yes", "doc_2": "no"}
+                "POST",
+                f"/{TOKEN}/audit/web/answer",
+                {"item": "i9999", "doc_1": "yes", "doc_2": "no"},
             )
             assert status == 400
+            status, page, _ = pages.request("GET", f"/{TOKEN}/audit/other")
+            assert status == 200 and "0 of 10 answered" in page  # its own answers, apart
+            status, _, _ = pages.request("GET", f"/{TOKEN}/audit/nobody")
+            assert status == 404
         finally:
             pages.close()
     finally:

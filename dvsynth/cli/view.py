@@ -61,8 +61,14 @@ def audit_command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random draw.")] = 0,
     reviewer: Annotated[
-        str, typer.Option("--reviewer", help="Who answers (several audit one sample apart).")
-    ] = "reviewer",
+        list[str] | None,
+        typer.Option(
+            "--reviewer",
+            help="Who answers (repeat it: one server, a page set for each; several audit "
+            "the same sample apart). Default: reviewer.",
+            show_default=False,
+        ),
+    ] = None,
     include_rejected: Annotated[
         int,
         typer.Option(
@@ -98,7 +104,7 @@ def audit_command(
         raise UserError(f"{' and '.join(chosen)}: give one of them")
     if json_output and not report:
         raise UserError("--json: only with --report")
-    audit.check_reviewer(reviewer)
+    reviewers = [audit.check_reviewer(name) for name in dict.fromkeys(reviewer or ["reviewer"])]
     if report:
         if sample is not None or include_rejected:
             raise UserError("--report: reads the recorded sample; drop --sample")
@@ -113,9 +119,11 @@ def audit_command(
     if import_ is not None:
         if sample is not None or include_rejected:
             raise UserError("--import: the sample is the recorded one; drop --sample")
-        counts = audit.import_sheet(run, import_, reviewer)
+        if len(reviewers) != 1 or reviewer is None:
+            raise UserError("--import: give the one --reviewer whose answers the sheet holds")
+        counts = audit.import_sheet(run, import_, reviewers[0])
         typer.echo(
-            f"imported {counts['answered']} answers of {reviewer} from {import_} "
+            f"imported {counts['answered']} answers of {reviewers[0]} from {import_} "
             f"({counts['blank']} items left blank); see `dvsynth audit {run} --report`"
         )
         return
@@ -137,19 +145,15 @@ def audit_command(
         from dvsynth.view.serving import new_token, serve
 
         token = new_token()
-        progress = audit.progress(store, reviewer)
-        typer.echo(
-            f"audit of {run}: {progress['answered']} of {progress['items']} items answered "
-            f"by {reviewer}"
-        )
+        for name in reviewers:
+            progress = audit.progress(store, name)
+            typer.echo(
+                f"audit of {run}: {progress['answered']} of {progress['items']} items answered "
+                f"by {name}"
+            )
+        paths = [f"/audit/{name}" for name in reviewers]
         serve(
-            audit_app(store, reviewer, token),
-            token,
-            host,
-            port,
-            not no_browser,
-            typer.echo,
-            path="/audit",
+            audit_app(store, reviewers, token), token, host, port, not no_browser, typer.echo, paths
         )
     finally:
         store.close()

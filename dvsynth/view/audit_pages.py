@@ -11,28 +11,37 @@ from aiohttp import web
 
 from dvsynth.runs.store import RunStore
 from dvsynth.view import audit
-from dvsynth.view.server import STATE, base_app, render
+from dvsynth.view.server import STATE, TEMPLATES, base_app, render
 
 
-def audit_app(store: RunStore, reviewer: str, token: str) -> web.Application:
-    """The blind audit of the run `store` holds (as a writer) for `reviewer`."""
+def audit_app(store: RunStore, reviewers: list[str], token: str) -> web.Application:
+    """The blind audit of the run `store` holds (as a writer), one page set per reviewer
+    (`/<token>/audit/<reviewer>`), so several answer at once through one server."""
     app = base_app(token)
-    app[STATE].update(store=store, reviewer=reviewer)
+    app[STATE].update(store=store, reviewers=list(reviewers))
     prefix = f"/{token}"
 
     async def start(request: web.Request) -> web.Response:
-        raise web.HTTPFound(prefix + "/audit")
+        raise web.HTTPFound(f"{prefix}/audit/{reviewers[0]}")
 
     app.router.add_get(prefix + "/", start)
-    app.router.add_get(prefix + "/audit", item_page)
-    app.router.add_post(prefix + "/audit/answer", answer)
+    app.router.add_get(prefix + "/audit", start)
+    app.router.add_get(prefix + "/audit/{reviewer}", item_page)
+    app.router.add_post(prefix + "/audit/{reviewer}/answer", answer)
     return app
+
+
+def _reviewer(request: web.Request) -> str:
+    name = request.match_info["reviewer"]
+    if name not in request.app[STATE]["reviewers"]:
+        raise web.HTTPNotFound(text=f"no reviewer '{name}' in this audit server\n")
+    return name
 
 
 async def item_page(request: web.Request) -> web.Response:
     state = request.app[STATE]
     store: RunStore = state["store"]
-    reviewer: str = state["reviewer"]
+    reviewer = _reviewer(request)
     db = store.database()
     found = audit.items(db)
     progress = audit.progress(store, reviewer)
@@ -57,6 +66,7 @@ async def item_page(request: web.Request) -> web.Response:
         page="audit",
         sources=[],
         reviewer=reviewer,
+        here=_here(request, reviewer),
         shown=audit.blind_item(db, found[position]),
         given=given.get(wanted),
         progress=progress,
@@ -66,15 +76,20 @@ async def item_page(request: web.Request) -> web.Response:
     )
 
 
+def _here(request: web.Request, reviewer: str) -> str:
+    """The path of this reviewer's audit pages."""
+    return f"{request.app[TEMPLATES].globals['base']}/audit/{reviewer}"
+
+
 async def answer(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    reviewer = _reviewer(request)
     form = await request.post()
-    item = str(form.get("item", ""))
     try:
         audit.record_answer(
             state["store"],
-            item,
-            state["reviewer"],
+            str(form.get("item", "")),
+            reviewer,
             str(form.get("doc_1", "")),
             str(form.get("doc_2", "")),
             str(form.get("note", "")),
@@ -82,5 +97,4 @@ async def answer(request: web.Request) -> web.Response:
         )
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"not recorded: {exc}\n") from None
-    prefix = request.path.rsplit("/audit/answer", 1)[0]
-    raise web.HTTPSeeOther(prefix + "/audit")
+    raise web.HTTPSeeOther(_here(request, reviewer))

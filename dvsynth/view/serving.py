@@ -10,7 +10,7 @@ import contextlib
 import secrets
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -45,20 +45,21 @@ def serve(
     port: int,
     open_browser: bool,
     say: Callable[[str], None],
-    path: str = "/",
+    paths: Sequence[str] = ("/",),
 ) -> None:
-    """Serve `app` until interrupted; `say` prints a line for the user."""
+    """Serve `app` until interrupted; `say` prints a line for the user: the URL of each
+    of `paths` (the browser opens the first)."""
     warning = check_host(host, port)
     if warning:
         say(f"warning: {warning}")
     try:
-        asyncio.run(_serve(app, token, host, port, open_browser, say, path))
+        asyncio.run(_serve(app, token, host, port, open_browser, say, list(paths)))
     except KeyboardInterrupt:
         pass
     say("stopped")
 
 
-async def _serve(app, token, host, port, open_browser, say, path) -> None:
+async def _serve(app, token, host, port, open_browser, say, paths) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the URL is out: a stop is clean
@@ -76,8 +77,11 @@ async def _serve(app, token, host, port, open_browser, say, path) -> None:
             ) from None
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
-        url = f"http://{shown}:{bound[1]}/{token}{path}"
+        urls = [f"http://{shown}:{bound[1]}/{token}{path}" for path in paths]
+        url = urls[0]
         say(f"serving on {url}  (Ctrl-C stops)")
+        for other in urls[1:]:
+            say(f"       and {other}")
         sys.stdout.flush()
         if open_browser:
             import webbrowser
