@@ -103,12 +103,12 @@ def load_export(folder: Path, database: Path, batch: int = 2000) -> None:
                 try:
                     batches = pq.ParquetFile(file).iter_batches(batch_size=batch)
                     for chunk in batches:
-                        values = []
+                        values = []  # keyed by pair id: runs of two models share seeds
                         for row in chunk.to_pylist():
                             record, outcome = _record(row, config)
                             values.append(
                                 (
-                                    record["seed_id"] or f"row{ordinal}",
+                                    record["pair_id"] or f"row{ordinal}",
                                     ordinal,
                                     record["status"],
                                     json.dumps(record, ensure_ascii=False),
