@@ -5,6 +5,7 @@ figures against a hand computation, and the audit in `stats` and the card."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from dvsynth.view import audit
 from dvsynth.view.audit_pages import audit_app
 from dvsynth.view.audit_report import figures, kappa, wilson
-from tests.viewing import CLI, TOKEN, Pages, cli_server, make_run
+from tests.viewing import CLI, TOKEN, Pages, cli_server, make_run, viewing
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +195,13 @@ def test_several_reviewers_and_their_agreement(run):
     )
     assert {d["people"]["bob"] for d in result["disagreements"]} == {"yes", "no"}
     assert len(result["disagreements"]) == 2
+    with viewing(run) as pages:  # the viewer's overview shows the audit, linked to pairs
+        [(_, overview, _)] = pages.get(f"/{TOKEN}/")
+        links = re.findall(r'<a href="(/[^"]+/pair\?src=0&amp;id=(\w+))">', overview)
+        assert {seed for _, seed in links} == {result["disagreements"][0]["seed_id"]}
+        assert "100.0% (4 of 4" in overview and "75.0% (3 of 4" in overview
+        [(status, pair, _)] = pages.get(html.unescape(links[0][0]))
+    assert status == 200 and 'id="instruction_a"' in pair
 
 
 def test_wilson_and_kappa_by_hand():

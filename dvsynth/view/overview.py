@@ -39,7 +39,29 @@ def summarize(sources: list[Source], stop: threading.Event | None = None) -> dic
         summary["per_source"] = [
             {"source": s.index, "label": s.label, **_collect([s], stop)} for s in sources
         ]
+    summary["audits"] = audits(sources)
     return summary
+
+
+def audits(sources: list[Source]) -> list[dict[str, Any]]:
+    """The audit report (`dvsynth audit --report`) of each run that has one."""
+    from dvsynth.view.audit import report
+
+    return [
+        {"source": s.index, "label": s.label, **report(s.path)}
+        for s in sources
+        if s.kind == "run" and _has_audit(s.database)
+    ]
+
+
+def _has_audit(database: Path) -> bool:
+    from dvsynth.view.audit import has_audit
+
+    db = sqlite3.connect(attach_uri(database), uri=True)
+    try:
+        return has_audit(db)
+    finally:
+        db.close()
 
 
 def _collect(sources: list[Source], stop: threading.Event) -> dict[str, Any]:
