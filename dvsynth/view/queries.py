@@ -209,7 +209,8 @@ class Catalog:
             {**args, "limit": size, "offset": max(0, page) * size},
         ).fetchall()
         listed = f"SELECT {_LISTED} FROM v WHERE src = ? AND seed_id = ?"
-        return [Listed.of(self._db.execute(listed, key).fetchone()) for key in keys]
+        found = (self._db.execute(listed, key).fetchone() for key in keys)
+        return [Listed.of(row) for row in found if row is not None]
 
     def record(self, src: int, seed_id: str) -> tuple[dict[str, Any], str, str | None] | None:
         """(the row as it stands, its outcome, its dedup reason) or None."""

@@ -183,8 +183,8 @@ def _filter(request: web.Request) -> Filter:
 async def rows_page(request: web.Request) -> web.Response:
     where = _filter(request)
     raw = request.query.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
-        raise web.HTTPBadRequest(text=f"bad page: '{raw}' is not a whole number from 1\n")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10**9:
+        raise web.HTTPBadRequest(text=f"bad page: '{raw[:20]}' is not a whole number from 1\n")
     page = int(raw)
     catalog: Catalog = request.app[STATE]["catalog"]
     total = catalog.count(where)
