@@ -19,6 +19,7 @@ import pytest
 from dvsynth.view import audit
 from dvsynth.view.audit_pages import audit_app
 from dvsynth.view.audit_report import figures, kappa, wilson
+from dvsynth.view.audit_sheet import SHEET_COLUMNS
 from tests.viewing import CLI, TOKEN, Pages, cli_server, make_run, viewing
 
 
@@ -283,7 +284,7 @@ def test_a_sheet_round_trip_gives_the_browser_report(run, tmp_path):
     assert done.returncode == 0, done.stderr
     with sheet.open(encoding="utf-8", newline="") as handle:
         lines = list(csv.DictReader(handle))
-    assert list(lines[0]) == list(audit.SHEET_COLUMNS) and len(lines) == 10
+    assert list(lines[0]) == list(SHEET_COLUMNS) and len(lines) == 10
     assert all(not (line["doc_1_meets"] or line["doc_2_meets"]) for line in lines)
     store = audit.open_audit(run, None, 0, 0)
     try:
@@ -321,7 +322,7 @@ def test_a_sheet_round_trip_gives_the_browser_report(run, tmp_path):
         line["doc_1_meets"] = "unsure" if line["item"] == wrong else one
         line["doc_2_meets"], line["note"] = two, "<b>n</b>"
     with sheet.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=audit.SHEET_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=SHEET_COLUMNS)
         writer.writeheader()
         writer.writerows(lines)
     done = dvsynth("audit", run, "--import", sheet, "--reviewer", "sheet")

@@ -95,7 +95,7 @@ def audit_command(
 ) -> None:
     """A blind audit by people: draw a sample, answer it in the browser (or a sheet),
     then --report the true-flip share and the judge's agreement with people."""
-    from dvsynth.view import audit
+    from dvsynth.view import audit, audit_sheet
 
     chosen = [
         name for name, on in (("--sheet", sheet), ("--import", import_), ("--report", report)) if on
@@ -121,7 +121,7 @@ def audit_command(
             raise UserError("--import: the sample is the recorded one; drop --sample")
         if len(reviewers) != 1 or reviewer is None:
             raise UserError("--import: give the one --reviewer whose answers the sheet holds")
-        counts = audit.import_sheet(run, import_, reviewers[0])
+        counts = audit_sheet.import_sheet(run, import_, reviewers[0])
         typer.echo(
             f"imported {counts['answered']} answers of {reviewers[0]} from {import_} "
             f"({counts['blank']} items left blank); see `dvsynth audit {run} --report`"
@@ -134,7 +134,7 @@ def audit_command(
     store = audit.open_audit(run, sample, seed, include_rejected)
     try:
         if sheet is not None:
-            written = audit.write_sheet(store, sheet)
+            written = audit_sheet.write_sheet(store, sheet)
             typer.echo(
                 f"wrote {written} blind items to {sheet}; fill doc_1_meets, doc_2_meets "
                 f"(yes, no or unsure) and note, then `dvsynth audit {run} --import {sheet} "
