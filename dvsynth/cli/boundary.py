@@ -15,6 +15,8 @@ import sqlite3
 import sys
 from typing import Any, NoReturn
 
+from dvsynth.secrets import redact
+
 INTERRUPTED = "interrupted: finished rows are saved; rerun the same command to resume"
 INTERRUPT_EXIT = 130
 
@@ -138,7 +140,8 @@ def settings_message(exc: Any) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     got = first.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    # The value as typed, never a secret in it (a key pasted into --model).
+    shown = "" if isinstance(got, (dict, list)) or got is None else redact(f" (got {got!r})")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{option}: {message[:1].lower() + message[1:]}{shown}{more}"
 
