@@ -88,6 +88,19 @@ def _random_bytes(db: Path) -> None:
     db.write_bytes(os.urandom(8192))
 
 
+def _rows_pages(db: Path) -> None:
+    """The header intact, the `rows` table's pages garbage: found only when read."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'rows'").fetchone()[0]
+    con.close()
+    with db.open("r+b") as handle:
+        handle.seek((root - 1) * page)
+        handle.write(os.urandom(page))
+
+
 COMMANDS = {
     "stats": lambda run, tmp: ("stats", run),
     "validate": lambda run, tmp: ("validate", run, "--no-judge", "--quiet"),
@@ -114,6 +127,15 @@ def test_a_corrupt_database_is_one_line(run_copy, tmp_path, command, damage):
     for leftover in ("-wal", "-shm"):
         (run_copy / (DATABASE + leftover)).unlink(missing_ok=True)
     damage(run_copy / DATABASE)
+    one_line(dvsynth(*COMMANDS[command](run_copy, tmp_path)), str(run_copy / DATABASE))
+
+
+@pytest.mark.parametrize("command", ["stats", "validate", "export", "generate"])
+def test_a_corrupt_page_found_mid_command_names_the_database(run_copy, tmp_path, command):
+    """The store is closed on the way out of the failure; the line still names its file."""
+    for leftover in ("-wal", "-shm"):
+        (run_copy / (DATABASE + leftover)).unlink(missing_ok=True)
+    _rows_pages(run_copy / DATABASE)
     one_line(dvsynth(*COMMANDS[command](run_copy, tmp_path)), str(run_copy / DATABASE))
 
 
