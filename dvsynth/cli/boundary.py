@@ -106,9 +106,22 @@ def _end(exc: BaseException, runs: list[str]) -> NoReturn:
     if kind == "abort":
         interrupted(runs)
     if kind == "usage":
-        exc.show()  # type: ignore[attr-defined]  # usage line + "Error: ..." (or the help)
-        sys.exit(getattr(exc, "exit_code", 2) or 2)
+        fail_usage(exc)
     raise exc
+
+
+def fail_usage(exc: Any) -> NoReturn:
+    """A mistyped option, command or value as one line like every other error, pointing
+    to the command's help; bare `dvsynth` (click shows the help for it) is left as it is."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    if "NoArgsIsHelpError" in names or not message:
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    fail(f"{message} (see '{path} --help')" if path else message)
 
 
 def fail(message: str) -> NoReturn:
