@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import os
 import threading
 import time
 import uuid
@@ -122,6 +123,10 @@ class _LoadedModel:
     """A GGUF model in transformers, with its tokenizer and decoded vocabulary."""
 
     def __init__(self, path: Path) -> None:
+        # OpenMP threads that spin while they wait take the cores from each other and
+        # from every other process: on 2 busy cores a token took 4 s instead of 0.3 s
+        # (benchmarks/local_model.py). Read once, when torch loads; a user's value stands.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
