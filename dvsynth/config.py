@@ -170,7 +170,7 @@ class GenerateConfig(CallSettings, EngineSettings):
         return {**super().client_options(), "api_key_env": self.api_key_env}
 
     def identity(self, prompt_hashes: dict[str, str]) -> dict[str, Any]:
-        source = describe_source(self.seeds)
+        source = describe_source(self.seeds, content=False)
         return {
             "seeds": source.get("path") or source.get("id"),
             "seed_format": self.seed_format,

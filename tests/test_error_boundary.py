@@ -318,6 +318,6 @@ def test_a_key_pasted_as_a_model_name_is_refused_and_never_shown(tmp_path, optio
     else:
         args += ["--model", key]
     result = dvsynth(*args, cwd=tmp_path)
-    line = one_line(result, option, "looks like an API key")
+    one_line(result, option, "looks like an API key")
     assert "Zq3xT9vB2mK7pL0wR5yN8cJ4hF6dS1aG" not in result.stdout + result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "dvsynth-runs").exists()
