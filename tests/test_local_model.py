@@ -33,3 +33,14 @@ def test_bundled_model_generates_two_sample_seeds(run_cli, tmp_path):
     # Rerun: both rows are finished, the model is not called again.
     again = run_cli("generate", "--limit", "2", "--out", out, "--quiet")
     assert again.code == 0 and "0 new" in again.out
+
+
+@pytest.mark.slow
+def test_a_prompt_beyond_the_context_is_a_verdict_on_its_row_not_a_retry():
+    from dvsynth.llm.retry import error_kind
+    from dvsynth.llm.transports.local import _POOL, ContextWindowExceededError
+
+    long = [{"role": "user", "content": "word " * 9000}]
+    with pytest.raises(ContextWindowExceededError, match="reads at most 8192") as raised:
+        _POOL.chat("local/smollm2", long, {"max_tokens": 8})
+    assert error_kind(raised.value) == "row"

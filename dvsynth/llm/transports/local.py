@@ -72,6 +72,11 @@ def resolve_local_model(model: str) -> Path:
     return path
 
 
+class ContextWindowExceededError(Exception):
+    """A prompt longer than the model reads: a verdict on that row (named as litellm
+    names it, so the retry rules treat it alike), never retried."""
+
+
 class _TorchScorer:
     """One sequence through the model, fed incrementally over its KV cache."""
 
@@ -157,6 +162,10 @@ class _LoadedModel:
         )
         if not isinstance(prompt, list):  # a BatchEncoding in some versions
             prompt = list(prompt["input_ids"])
+        if len(prompt) >= CONTEXT_TOKENS:
+            raise ContextWindowExceededError(
+                f"the prompt is {len(prompt)} tokens; {model} reads at most {CONTEXT_TOKENS}"
+            )
         budget = int(params.get("max_tokens") or CONTEXT_TOKENS)
         budget = max(1, min(budget, CONTEXT_TOKENS - len(prompt)))
         decoder = ConstrainedDecoder(
