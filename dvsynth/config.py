@@ -12,18 +12,42 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from dvsynth.errors import UserError
 from dvsynth.prompts import DEFAULT_CHECK_PROMPT, DEFAULT_JUDGE_PROMPT
+from dvsynth.secrets import looks_secret
 from dvsynth.seeds.adapters import SeedFormat
 from dvsynth.seeds.readers import BUNDLED_SAMPLE, describe_source
 from dvsynth.seeds.shards import shard_from_environment
 
 ModeSetting = Literal["auto", "reverse", "bootstrap"]
 DEFAULT_MODEL = "local/smollm2"
+
+
+def _not_a_key(value: str | None) -> str | None:
+    """A model name that is a key (pasted into the wrong option) would be stored in the
+    run's folder name, identity and manifest; refused before anything is written."""
+    if value is not None and looks_secret(value):
+        raise ValueError(
+            "looks like an API key, not a model name; keys come from the environment "
+            "(the provider's variable, or --api-key-env NAME)"
+        )
+    return value
+
+
+#: Every option that names a model: never a key.
+ModelName = Annotated[str, AfterValidator(_not_a_key)]
 DEFAULT_RUNS_DIR = Path("dvsynth-runs")
 
 
@@ -115,7 +139,7 @@ class GenerateConfig(CallSettings, EngineSettings):
     mapping: dict[str, str] = Field(default_factory=dict)
     split: str = "train"
     mode: ModeSetting = "auto"
-    model: str = DEFAULT_MODEL
+    model: ModelName = DEFAULT_MODEL
     api_base: str | None = None
     extra_api_bases: list[str] = Field(default_factory=list)  # more servers, spread over
     # The NAME of the environment variable holding the key for --api-base, never the key.
@@ -146,7 +170,7 @@ class GenerateConfig(CallSettings, EngineSettings):
         return {**super().client_options(), "api_key_env": self.api_key_env}
 
     def identity(self, prompt_hashes: dict[str, str]) -> dict[str, Any]:
-        source = describe_source(self.seeds)
+        source = describe_source(self.seeds, content=False)
         return {
             "seeds": source.get("path") or source.get("id"),
             "seed_format": self.seed_format,
@@ -234,7 +258,7 @@ class ValidateConfig(CallSettings, EngineSettings):
 
     runs: list[Path]
     judge: bool = True
-    judge_model: str | None = None  # None: the generator's model (with a warning)
+    judge_model: ModelName | None = None  # None: the generator's model (with a warning)
     judge_api_base: str | None = None  # never the generator's, unless the caller says so
     judge_extra_api_bases: list[str] = Field(default_factory=list)
     judge_api_key_env: str | None = None  # the NAME of the variable with the judge's key
@@ -309,7 +333,7 @@ class MineOptions(BaseModel):
     corpus: Path
     out: Path
     queries: Path | None = None
-    model: str | None = None
+    model: ModelName | None = None
     num_negatives: int = Field(4, ge=1)
     range_min: int = Field(0, ge=0)
     range_max: int = Field(50, ge=1)

@@ -88,6 +88,19 @@ def _random_bytes(db: Path) -> None:
     db.write_bytes(os.urandom(8192))
 
 
+def _rows_pages(db: Path) -> None:
+    """The header intact, the `rows` table's pages garbage: found only when read."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'rows'").fetchone()[0]
+    con.close()
+    with db.open("r+b") as handle:
+        handle.seek((root - 1) * page)
+        handle.write(os.urandom(page))
+
+
 COMMANDS = {
     "stats": lambda run, tmp: ("stats", run),
     "validate": lambda run, tmp: ("validate", run, "--no-judge", "--quiet"),
@@ -114,6 +127,15 @@ def test_a_corrupt_database_is_one_line(run_copy, tmp_path, command, damage):
     for leftover in ("-wal", "-shm"):
         (run_copy / (DATABASE + leftover)).unlink(missing_ok=True)
     damage(run_copy / DATABASE)
+    one_line(dvsynth(*COMMANDS[command](run_copy, tmp_path)), str(run_copy / DATABASE))
+
+
+@pytest.mark.parametrize("command", ["stats", "validate", "export", "generate"])
+def test_a_corrupt_page_found_mid_command_names_the_database(run_copy, tmp_path, command):
+    """The store is closed on the way out of the failure; the line still names its file."""
+    for leftover in ("-wal", "-shm"):
+        (run_copy / (DATABASE + leftover)).unlink(missing_ok=True)
+    _rows_pages(run_copy / DATABASE)
     one_line(dvsynth(*COMMANDS[command](run_copy, tmp_path)), str(run_copy / DATABASE))
 
 
@@ -282,3 +304,20 @@ def test_batch_out_writes_through_a_link_and_keeps_it(tmp_path):
     result = dvsynth(*gen)
     assert result.returncode == 0, result.stderr
     assert link.is_symlink() and target.is_file() and target.read_text().strip()
+
+
+@pytest.mark.parametrize("prefix", ["", "openai/"])
+@pytest.mark.parametrize("option", ["--model", "--judge-model"])
+def test_a_key_pasted_as_a_model_name_is_refused_and_never_shown(tmp_path, option, prefix):
+    """The key would have become the run folder's name, its identity and the error line."""
+    key = prefix + "sk-proj-" + "Zq3xT9vB2mK7pL0wR5yN8cJ4hF6dS1aG"
+    seeds = write_seeds(tmp_path / "seeds.jsonl", 1)
+    args = ["generate", "--seeds", str(seeds), "--out", str(tmp_path / "run"), "--limit", "1"]
+    if option == "--judge-model":
+        args += ["--validate", "--judge-model", key]
+    else:
+        args += ["--model", key]
+    result = dvsynth(*args, cwd=tmp_path)
+    one_line(result, option, "looks like an API key")
+    assert "Zq3xT9vB2mK7pL0wR5yN8cJ4hF6dS1aG" not in result.stdout + result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "dvsynth-runs").exists()

@@ -153,3 +153,32 @@ def test_an_export_of_an_older_dvsynth_is_replaced_by_its_own_names(run_cli, tmp
     (ds / "train.py").write_text("mine")
     assert "train.py" in _one_line(_export(run_cli, ds, run_r))
     assert (ds / "train.py").read_text() == "mine"
+
+
+def test_what_a_killed_export_left_beside_its_folder_is_cleared_by_the_next(
+    run_cli, tmp_path, run_r
+):
+    """A SIGKILL mid-export leaves `.ds.PID.x.tmp` (half built) or, between the two renames
+    of the swap, `.ds.PID.x.old` (the previous export); the next export removes both once
+    that process is gone, and keeps a live process's and any file no export wrote."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    ds = tmp_path / "ds"
+    assert _export(run_cli, ds, run_r).code == 0
+    half = tmp_path / f".ds.{gone.pid}.0badc0de.tmp"
+    (half / "pairs").mkdir(parents=True)
+    (half / "pairs" / "train-00000.parquet").write_bytes(b"partial")
+    moved = tmp_path / f".ds.{gone.pid}.1badc0de.old"
+    os.rename(ds, moved)  # killed after the first rename: the old export is aside
+    live = tmp_path / f".ds.{os.getpid()}.2badc0de.tmp"
+    live.mkdir()
+    mine = tmp_path / f".ds.{gone.pid}.3badc0de.old"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("not an export")
+    assert _export(run_cli, ds, run_r).code == 0
+    assert not half.exists() and not moved.exists()
+    assert live.is_dir() and (mine / "notes.txt").read_text() == "not an export"
+    assert (ds / "README.md").is_file()

@@ -43,3 +43,15 @@ def test_hashes_ids_and_variable_names_stay_allowed():
         b"  api_base: https://api.deepseek.com/v1\n"
     )
     assert recipe.generate.api_key_env == "DEEPSEEK_API_KEY"
+
+
+def test_a_binary_value_cannot_smuggle_a_key_past_the_check():
+    """`!!binary` is base64 in the file (no key shape to see) and bytes once loaded."""
+    import base64
+
+    hidden = base64.b64encode(HEX_KEY.encode()).decode()
+    with pytest.raises(UserError) as refused:
+        parse_recipe(f"generate:\n  model: !!binary {hidden}\n".encode(), "r.yaml")
+    message = str(refused.value)
+    assert "r.yaml:2" in message and "generate.model" in message and "!!binary" in message
+    assert HEX_KEY not in message and hidden not in message

@@ -113,3 +113,18 @@ def test_a_changed_seed_file_is_refused_unless_resume_changed(run_cli, fake_serv
     _write(seeds, [json.dumps(r) for r in _rows(6)])
     grown = run_cli(*args)
     assert grown.code == 2 and "bytes " in grown.err
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_a_change(run_cli, fake_server, tmp_path):
+    """`cp -p` of another version, or `touch -r`: only the content says it changed."""
+    seeds, run = tmp_path / "s.jsonl", tmp_path / "run"
+    _write(seeds, [json.dumps(r) for r in _rows(5)])
+    args = generate_args(fake_server, seeds, run)
+    assert run_cli(*args).code == 0
+    stat = seeds.stat()
+    _write(seeds, [json.dumps(r) for r in _rows(5, text="TEXT")])
+    os.utime(seeds, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert seeds.stat().st_size == stat.st_size
+    refused = run_cli(*args)
+    assert refused.code == 2 and "content sha256" in refused.err, refused.err
+    assert fake_server.total_requests == 5

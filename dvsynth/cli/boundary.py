@@ -15,6 +15,8 @@ import sqlite3
 import sys
 from typing import Any, NoReturn
 
+from dvsynth.secrets import redact
+
 INTERRUPTED = "interrupted: finished rows are saved; rerun the same command to resume"
 INTERRUPT_EXIT = 130
 
@@ -104,9 +106,22 @@ def _end(exc: BaseException, runs: list[str]) -> NoReturn:
     if kind == "abort":
         interrupted(runs)
     if kind == "usage":
-        exc.show()  # type: ignore[attr-defined]  # usage line + "Error: ..." (or the help)
-        sys.exit(getattr(exc, "exit_code", 2) or 2)
+        fail_usage(exc)
     raise exc
+
+
+def fail_usage(exc: Any) -> NoReturn:
+    """A mistyped option, command or value as one line like every other error, pointing
+    to the command's help; bare `dvsynth` (click shows the help for it) is left as it is."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    if "NoArgsIsHelpError" in names or not message:
+        exc.show()
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    fail(f"{message} (see '{path} --help')" if path else message)
 
 
 def fail(message: str) -> NoReturn:
@@ -138,7 +153,8 @@ def settings_message(exc: Any) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     got = first.get("input")
-    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    # The value as typed, never a secret in it (a key pasted into --model).
+    shown = "" if isinstance(got, (dict, list)) or got is None else redact(f" (got {got!r})")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{option}: {message[:1].lower() + message[1:]}{shown}{more}"
 

@@ -51,7 +51,7 @@ class PreparedRun:
 
 def _versions() -> dict[str, str]:
     found = {"dvsynth": __version__, "python": platform.python_version()}
-    for package in ("litellm", "datasets", "pydantic", "llama-cpp-python"):
+    for package in ("litellm", "datasets", "pydantic", "transformers", "torch"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

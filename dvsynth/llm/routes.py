@@ -117,7 +117,7 @@ class LiteLLMRoute(Route):
             **kwargs,
         )
         if self.local:
-            return await call  # a llama.cpp call cannot be interrupted; it has no timeout
+            return await call  # an in-process model call cannot be interrupted; no timeout
         try:
             if _TIMEOUT is None:  # Python 3.10
                 return await asyncio.wait_for(call, self.timeout)

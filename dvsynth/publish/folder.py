@@ -119,6 +119,39 @@ def _new_name(parent: Path, name: str, suffix: str) -> Path:
     return parent / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.{suffix}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clear_leftovers(parent: Path, name: str) -> list[Path]:
+    """Remove what a killed export of `name` left beside it: its half-built folder
+    (`.NAME.PID.x.tmp`, only ever export output) and a previous export moved aside for
+    the swap (`.NAME.PID.x.old`, its listed files only), once that PID is gone."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.[0-9a-f]{{8}}\.(tmp|old)$")
+    removed = []
+    for path in sorted(parent.iterdir()) if parent.is_dir() else []:
+        found = pattern.match(path.name)
+        if not found or not path.is_dir() or path.is_symlink() or _alive(int(found[1])):
+            continue
+        if found[2] == "tmp":
+            shutil.rmtree(path)
+        elif _written(path) is not None:
+            try:
+                _remove_written(path, path)
+            except UserError:
+                continue  # it holds files no export wrote: left as it is
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def _new_folder(parent: Path, name: str) -> Path:
     """A new, empty folder beside the target, made with the umask (unlike mkdtemp)."""
     while True:
@@ -164,6 +197,7 @@ def staged_folder(out: Path, runs: Sequence[Path] = ()) -> Iterator[Path]:
     check_out(out, runs)
     target = target_of(out)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clear_leftovers(target.parent, target.name)
     staging = _new_folder(target.parent, target.name)
     try:
         yield staging

@@ -191,6 +191,11 @@ def check_secrets(raw: Any, name: str, node: Any = None, loc: tuple = ()) -> Non
     elif isinstance(raw, list):
         for index, value in enumerate(raw):
             check_secrets(value, name, node, (*loc, index))
+    elif isinstance(raw, bytes):  # `!!binary`: no setting is binary, and it hides text
+        dotted = ".".join(map(str, loc))
+        line = _line_of(node, loc) if node is not None else None
+        where = f"{name}:{line}" if line else name
+        raise UserError(f"{where}: {dotted}: a !!binary value is not a setting; write it as text")
     elif isinstance(raw, str) and looks_secret(raw):
         dotted = ".".join(map(str, loc))
         line = _line_of(node, loc) if node is not None else None

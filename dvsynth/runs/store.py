@@ -118,6 +118,8 @@ class RunStore:
                 lock.release(self.run_dir)
             raise
         _OPEN[id(self)] = path
+        _OPENED.pop(path, None)
+        _OPENED[path] = None
         self.cache = ResponseCache(self._db)  # LLM answers, committed with their rows
         self._dedup_after: bool | None = None  # set by begin_validation
         self._ledger: BatchLedger | None = None
@@ -551,10 +553,14 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
 #: The database of every store open in this process: what the CLI's error boundary names
 #: when SQLite finds a database corrupt in the middle of a read.
 _OPEN: dict[int, Path] = {}
+#: Every database this process opened, newest last: a store closed on the way out of a
+#: failure (its `with` block) is still the one to name.
+_OPENED: dict[Path, None] = {}
 
 
 def open_databases() -> list[Path]:
-    return sorted(set(_OPEN.values()))
+    """The databases open now, else those this process opened (for the error line)."""
+    return sorted(set(_OPEN.values())) or list(_OPENED)[-4:]
 
 
 def corrupt_database(path: Path, exc: BaseException) -> str:

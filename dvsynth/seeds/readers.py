@@ -9,6 +9,7 @@ text files are read by `seeds.text`. The manifest records each source's fingerpr
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -26,11 +27,14 @@ BUNDLED_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_seeds.js
 HUB_TIMEOUT_S = 5.0
 
 
-def describe_source(spec: str) -> dict[str, Any]:
+def describe_source(spec: str, content: bool = True) -> dict[str, Any]:
     """A fingerprint of the seed source for the manifest: what it is and its state now.
 
-    A file by size and mtime, a folder by its data files' count, size and latest mtime,
-    a Hub dataset by the commit its main branch points at (`source_changes` compares two).
+    A file by size, mtime and content hash, a folder by its data files' count, size,
+    latest mtime and combined hash, a Hub dataset by the commit its main branch points at
+    (`source_changes` compares two). The hash catches an edit that keeps size and mtime
+    (`cp -p`, `touch -r`); it reads the source (about 1 s per GB here), so `content=False`
+    leaves it out where only the source's name is wanted.
     """
     path = Path(spec)
     if path.is_file():
@@ -40,15 +44,20 @@ def describe_source(spec: str) -> dict[str, Any]:
             "path": str(path.resolve()),
             "bytes": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
+            "sha256": _digest([("", path)]) if content else None,
         }
     if path.is_dir():
-        stats = [f.stat() for f in sorted(path.rglob("*")) if f.is_file() and _is_data(f)]
+        files = [f for f in sorted(path.rglob("*")) if f.is_file() and _is_data(f)]
+        stats = [f.stat() for f in files]
         return {
             "kind": "folder",
             "path": str(path.resolve()),
             "files": len(stats),
             "bytes": sum(s.st_size for s in stats),
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+            "sha256": _digest([(f.relative_to(path).as_posix(), f) for f in files])
+            if content
+            else None,
         }
     if not HUB_ID.match(spec):
         return {"kind": "hub", "id": spec}  # not a source at all: reading it fails clearly
@@ -57,6 +66,21 @@ def describe_source(spec: str) -> dict[str, Any]:
     if error:
         found["revision_error"] = error
     return found
+
+
+def _digest(files: list[tuple[str, Path]]) -> str | None:
+    """sha256 over the files' bytes, each after its name within the folder ("" for a
+    lone file); None if one cannot be read now (reading the seeds then says why)."""
+    digest = hashlib.sha256()
+    try:
+        for name, path in files:
+            digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def source_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -71,6 +95,9 @@ def source_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
     old, new = recorded.get("mtime_ns"), now.get("mtime_ns")
     if old is not None and new is not None and old != new:
         changes.append(f"modified {_when(old)} -> {_when(new)}")
+    old, new = recorded.get("sha256"), now.get("sha256")
+    if not changes and old is not None and new is not None and old != new:
+        changes.append(f"content sha256 {old[:12]} -> {new[:12]} (same size and time)")
     return changes
 
 
