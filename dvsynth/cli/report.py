@@ -451,6 +451,25 @@ def print_stats(data: dict[str, Any], console: Console) -> None:
                 f"{spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion, "
                 f"cost {format_cost(spend['cost_usd'], spend['unpriced_rows'])}",
             )
+    judges = data.get("judges", {})
+    for model, spend in judges.items() if len(judges) > 1 else ():
+        table.add_row(
+            f"judge {model}",
+            f"{spend['calls']:,} calls, cost "
+            + format_cost(spend["cost_usd"], spend["unpriced_rows"]),
+        )
+    escalation = data.get("escalation") or {}
+    if escalation.get("questions"):
+        table.add_row(
+            "escalated to the strong judge",
+            f"{escalation['escalated']:,} of {escalation['questions']:,} judgments and checks "
+            f"({100 * escalation['share_escalated']:.1f}%)",
+        )
+    if data.get("view_a_unjudged"):
+        table.add_row(
+            "view a unjudged",
+            f"{data['view_a_unjudged']:,} rows: taken from the seed (reverse mode)",
+        )
     for stage, spend in data.get("batch", {}).items():
         table.add_row(
             f"{stage} tokens (batch)",
@@ -497,6 +516,29 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
         "judge",
         f"{data['judge_tokens']:,} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}",
     )
+    for model, calls in (data.get("judge_calls") or {}).items():
+        table.add_row(f"  calls {model}", f"{calls:,}")
+    for name, numbers in (data.get("judges") or {}).items():
+        table.add_row(
+            f"{name} ({numbers['judge_model']})",
+            f"precision {pct(numbers['keep_precision'])}, recall {pct(numbers['keep_recall'])}, "
+            f"calls {sum((numbers.get('judge_calls') or {}).values()):,}"
+            + (
+                f", {pct(numbers['escalated_share'])} escalated"
+                if numbers.get("escalated_share") is not None
+                else ""
+            ),
+        )
+    picked = data.get("margin_picked")
+    if picked:
+        table.add_row("escalate margin (auto)", f"{picked['margin']:g} on {picked['gold']}")
+    bias = data.get("position_bias")
+    if bias:
+        table.add_row(
+            "position bias (joint)",
+            f"{pct(bias['share_changed'])} of {bias['compared']} view judgments change "
+            "with the order of the documents",
+        )
     console.print(table)
 
 
