@@ -12,9 +12,17 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from dvsynth.errors import UserError
 from dvsynth.prompts import DEFAULT_CHECK_PROMPT, DEFAULT_JUDGE_PROMPT
@@ -229,6 +237,23 @@ class RuleOptions(BaseModel):
         }
 
 
+def _margin(value: Any) -> float | str:
+    """A number from 0 to 0.5, or `auto` (one message for every wrong value)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 <= number <= 0.5:  # nan fails both
+        raise ValueError("must be a number from 0 to 0.5, or auto")
+    return number
+
+
+#: `escalate_margin`: checked by its type, so that a recipe's section refuses the same.
+Margin = Annotated[float | Literal["auto"], BeforeValidator(_margin)]
+
+
 class ValidateConfig(CallSettings, EngineSettings):
     """`dvsynth validate` (and `calibrate`): the runs, each step's settings, the judge."""
 
@@ -262,25 +287,11 @@ class ValidateConfig(CallSettings, EngineSettings):
     escalate_api_key_env: str | None = None  # the NAME of the variable with its key
     # |P(yes) - 0.5| <= margin escalates; "auto": the smallest margin whose cascade keeps
     # `target_precision` on `escalate_gold` (resolved before the run, then recorded).
-    escalate_margin: float | Literal["auto"] = 0.2
+    escalate_margin: Margin = 0.2
     escalate_gold: str | None = Field(None, min_length=1)
     target_precision: float = Field(0.95, gt=0.0, le=1.0)
     # Set when `auto` was resolved: the gold set and target the margin was picked on.
     _margin_picked: dict[str, Any] | None = PrivateAttr(None)
-
-    @field_validator("escalate_margin", mode="before")
-    @classmethod
-    def _margin(cls, value: Any) -> float | str:
-        """A number from 0 to 0.5, or `auto` (one message for every wrong value)."""
-        if isinstance(value, str) and value.strip().lower() == "auto":
-            return "auto"
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if isinstance(value, bool) or not 0.0 <= number <= 0.5:  # nan fails both
-            raise ValueError("must be a number from 0 to 0.5, or auto")
-        return number
 
     @model_validator(mode="after")
     def _escalation_whole(self) -> ValidateConfig:

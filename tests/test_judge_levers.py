@@ -551,3 +551,38 @@ def test_calibrate_measures_the_position_bias_of_a_joint_judge(run_cli, gold_jud
     strong[strong.index("openai/gold-cheap")] = "openai/gold-strong"
     steady = json.loads(run_cli(*strong).out)["position_bias"]
     assert steady["share_changed"] < bias["share_changed"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "validation:\n  escalate_margin: 0.9\n",
+            "validation.escalate_margin: Value error, must be",
+        ),
+        ("validation:\n  judge_views: seeds\n", "validation.judge_views"),
+        ("validation:\n  judge_protocol: pairwise\n", "validation.judge_protocol"),
+        ("validation:\n  target_precision: 0\n", "validation.target_precision"),
+    ],
+)
+def test_a_recipe_refuses_the_same_lever_values_in_one_line(tmp_path, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "dvsynth.cli", "run", str(path), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+def test_the_library_refuses_the_same_lever_values():
+    from pydantic import ValidationError
+
+    from dvsynth.config import ValidateConfig
+
+    for bad in ({"escalate_margin": 0.9}, {"judge_views": "seeds"}, {"target_precision": 2}):
+        with pytest.raises(ValidationError):
+            ValidateConfig(runs=[], escalate_to=STRONG, **bad)
