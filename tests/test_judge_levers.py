@@ -532,8 +532,15 @@ def test_validate_with_an_auto_margin_records_it_in_the_runs_settings(
         "0.5",
         judge="openai/gold-cheap",
     )
+    server.prompts.clear()
+    dry = run_cli(*args, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert server.prompts == []  # a dry run picks nothing and sends nothing
     result = run_cli(*args)
     assert result.code == 0, result.err
+    asked = len(server.prompts)
+    assert run_cli(*args).code == 0
+    assert len(server.prompts) == asked  # the rerun picks from the run's cache
     (settings,) = recorded_validations([run])
     judge = next(s for s in settings["steps"] if s["name"] == "judge")
     escalation = judge["settings"]["escalation"]
@@ -586,3 +593,22 @@ def test_the_library_refuses_the_same_lever_values():
     for bad in ({"escalate_margin": 0.9}, {"judge_views": "seeds"}, {"target_precision": 2}):
         with pytest.raises(ValidationError):
             ValidateConfig(runs=[], escalate_to=STRONG, **bad)
+
+
+def test_preflight_reads_the_auto_margins_gold_set_before_anything_is_paid(tmp_path):
+    from dvsynth.config import ValidateConfig
+    from dvsynth.errors import UserError
+    from dvsynth.validators.run import preflight
+
+    config = ValidateConfig(
+        runs=[tmp_path],
+        judge_model=CHEAP,
+        judge_api_base="http://127.0.0.1:9/v1",
+        escalate_to=STRONG,
+        escalate_api_base="http://127.0.0.1:9/v1",
+        escalate_margin="auto",
+        escalate_gold=str(tmp_path / "missing.jsonl"),
+    )
+    with pytest.raises(UserError, match="missing.jsonl"):
+        preflight(config, "openai/generator")
+    preflight(config.model_copy(update={"escalate_gold": "bundled"}), "openai/generator")

@@ -532,6 +532,8 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
     picked = data.get("margin_picked")
     if picked:
         table.add_row("escalate margin (auto)", f"{picked['margin']:g} on {picked['gold']}")
+    if data.get("note"):
+        table.add_row("note", data["note"])
     bias = data.get("position_bias")
     if bias:
         table.add_row(

@@ -28,7 +28,7 @@ from dvsynth.evaluate.gold import CORRUPT_KINDS, GoldPair
 from dvsynth.llm.client import ResponseCache
 from dvsynth.runs.pipeline import bounded_map
 from dvsynth.validators.judge import Judge
-from dvsynth.validators.run import build_validator
+from dvsynth.validators.run import build_validator, escalation_notice
 from dvsynth.validators.step import StepOutcome, Validator
 
 
@@ -115,6 +115,8 @@ def calibrate(
         }
     if picked is not None:
         result["margin_picked"] = picked.as_dict()
+    if config.judge and (notice := escalation_notice(config)):
+        result["note"] = notice
     if config.judge and config.judge_protocol == "joint":
         result["position_bias"] = position_bias(pairs, config, shared)
     return result

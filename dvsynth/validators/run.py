@@ -223,6 +223,11 @@ def preflight(config: ValidateConfig, generator_model: str) -> None:
     check_options(config)
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generator_model})
+    if config.judge and config.escalate_margin == "auto":
+        from dvsynth.evaluate.gold import load_gold
+
+        load_gold(config.escalate_gold, "--gold")  # a bad gold set fails before generation
+        config = config.model_copy(update={"escalate_margin": 0.2})  # picked when validate starts
     default_steps(config)
 
 
@@ -280,11 +285,15 @@ def validate_runs(
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generators[0]})
     if config.judge and config.escalate_margin == "auto" and steps is None:
-        from dvsynth.validators.margin import resolve_margin
-
-        config, picked = resolve_margin(config)
-        if on_notice:
-            on_notice(picked.describe())
+        if config.dry_run:  # sends nothing, so picks nothing: cheap calls are what it prices
+            config = config.model_copy(update={"escalate_margin": 0.2})
+            if on_notice:
+                on_notice(
+                    "--escalate-margin auto: picked on the gold set when validate runs; "
+                    "this estimate holds the cheap judge's calls (escalations come after)"
+                )
+        else:
+            config = _pick_margin(config, on_notice)
     validator, settings = build_validator(config, steps)  # bad options fail before warnings
     if config.judge and config.judge_model in generators and on_notice:
         on_notice(
@@ -331,6 +340,23 @@ def validate_runs(
         for store in stores:
             store.close()
     return stats
+
+
+def _pick_margin(config: ValidateConfig, on_notice: Callable[[str], None] | None) -> ValidateConfig:
+    """`--escalate-margin auto` resolved on the gold set, its calls cached in the first
+    run's database: a rerun of the same validate picks the same margin without paying
+    for the gold set's calls again."""
+    from dvsynth.validators.margin import resolve_margin
+
+    stores = _open_stores(config.runs)
+    try:
+        config, picked = resolve_margin(config, stores[0].cache)
+    finally:
+        for store in stores:
+            store.close()
+    if on_notice:
+        on_notice(picked.describe())
+    return config
 
 
 async def _validate_stores(
