@@ -232,7 +232,7 @@ def cascade_args(run, server, *extra):
 
 
 def test_a_cascade_records_who_decided_both_probabilities_and_each_judges_cost(
-    run_cli, fake_server, generated
+    run_cli, fake_server, generated, tmp_path
 ):
     result = run_cli(*cascade_args(generated, fake_server, "--escalate-margin", "0.2"))
     assert result.code == 0, result.err
@@ -256,6 +256,12 @@ def test_a_cascade_records_who_decided_both_probabilities_and_each_judges_cost(
     assert stats["judges"][STRONG]["calls"] == 1
     # Only the hesitant judgment went to the strong judge.
     assert judged_instructions(fake_server, STRONG) == [hesitant.instruction_a]
+    assert "escalated to the strong judge" in run_cli("stats", generated).out
+    out = tmp_path / "export"
+    assert export(run_cli, generated, out).code == 0
+    card = (out / "README.md").read_text()
+    assert "A cascade judged these rows" in card and "judgments and checks" in card
+    assert f"Judge `{CHEAP}`:" in card and f"Judge `{STRONG}`:" in card
 
 
 def test_unparsable_cheap_answers_escalate_in_a_run(run_cli, fake_server, tmp_path):

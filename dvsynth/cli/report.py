@@ -402,6 +402,12 @@ class ValidateReporter(BatchLines):
             f"completion ({stats.cached_calls} calls from cache)",
         )
         table.add_row("judge cost", format_cost(stats.judge_cost_usd, stats.judge_cost_unknown))
+        if stats.questions:
+            table.add_row(
+                "escalated to the strong judge",
+                f"{stats.escalated} of {stats.questions} judgments and checks "
+                f"({100 * stats.escalated / stats.questions:.1f}%)",
+            )
         self.out.print(table)
 
 

@@ -66,7 +66,9 @@ class InstructionCheck(Decided):
     def describe(self) -> str:
         return (
             f"an LLM instruction check (prompt `{self.template.name}`: is each generated "
-            "instruction a need a user could state without seeing the passages?)"
+            "instruction a need a user could state without seeing the passages?"
+            + (f"; {self.decider.describe()}" if isinstance(self.decider, Escalating) else "")
+            + ")"
         )
 
     async def __call__(self, row: DualView) -> CheckOutcome:

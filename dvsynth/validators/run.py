@@ -63,6 +63,8 @@ class ValidateStats:
     judge_cost_unknown: int = 0
     cached_calls: int = 0
     waiting: int = 0  # rows waiting on a batch's answers (batch mode): still pending
+    questions: int = 0  # a cascade's judgments and checks
+    escalated: int = 0  # of those, decided by the strong judge
     reasons: Counter[str] = field(default_factory=Counter)
     batch: Any = None  # llm.batch.rounds.BatchRound, in batch mode
     estimate: Any = None  # llm.cost.CostEstimate, in a dry run
@@ -501,6 +503,10 @@ def _count(stats: ValidateStats, row: DualView, outcome: StepOutcome) -> None:
         stats.failed += 1
     elif row.status == "rejected":
         stats.rejected[row.stages[-1]] += 1  # the step that rejected it ran last
+    for verdict in [*row.verdicts, *row.checks]:
+        if verdict.escalation is not None:
+            stats.questions += 1
+            stats.escalated += verdict.escalation.escalated
     if outcome.prompt_tokens or outcome.completion_tokens or outcome.cached_calls:
         stats.cached_calls += outcome.cached_calls
         stats.judge_prompt_tokens += outcome.prompt_tokens
