@@ -261,6 +261,14 @@ def test_a_cascade_records_who_decided_both_probabilities_and_each_judges_cost(
     assert export(run_cli, generated, out).code == 0
     card = (out / "README.md").read_text()
     assert "A cascade judged these rows" in card and "judgments and checks" in card
+    import datasets
+
+    pairs = datasets.load_dataset(str(out), "pairs", cache_dir=str(tmp_path / "cache"))
+    exported = next(r for split in pairs.values() for r in split if r["seed_id"] == "hesitant")
+    escalated = [v for v in exported["verdicts"] if v["escalation"]["escalated"]]
+    assert [(v["model"], v["escalation"]["cheap_probability"]) for v in escalated] == [
+        (STRONG, 0.6)
+    ]
     assert f"Judge `{CHEAP}`:" in card and f"Judge `{STRONG}`:" in card
 
 
