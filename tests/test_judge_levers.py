@@ -504,6 +504,12 @@ def test_calibrate_scores_the_cheap_judge_the_strong_judge_and_the_cascade(run_c
     assert 0 < strong_calls < judges["strong"]["judge_calls"]["openai/gold-strong"]
     assert 0 < judges["cascade"]["escalated_share"] < 0.5
     assert judges["cascade"]["keep_recall"] >= judges["cheap"]["keep_recall"]
+    # The cheap judge alone was scored on answers the cascade had cached: nothing paid
+    # now, yet its cost is what the setting would cost on its own.
+    cheap = judges["cheap"]
+    assert cheap["judge_tokens"] == 0
+    worth = cheap["cost_by_model"]["openai/gold-cheap"]
+    assert worth["calls"] == cheap["judge_calls"]["openai/gold-cheap"] and worth["tokens"] > 0
 
 
 def test_calibrate_picks_the_smallest_margin_that_keeps_the_target(run_cli, gold_judges):
@@ -626,3 +632,23 @@ def test_preflight_reads_the_auto_margins_gold_set_before_anything_is_paid(tmp_p
     with pytest.raises(UserError, match="missing.jsonl"):
         preflight(config, "openai/generator")
     preflight(config.model_copy(update={"escalate_gold": "bundled"}), "openai/generator")
+
+
+def test_a_batch_cascade_resumed_command_by_command_submits_each_call_once(
+    batch_server, run_cli, tmp_path
+):
+    server, fake = batch_server
+    run = tmp_path / "run"
+    seeds = lever_seeds(tmp_path / "seeds.jsonl", bootstrap=False)
+    assert run_cli(*generate_args(server, seeds, run)).code == 0
+    args = cascade_args(run, server, "--batch")
+    models = []
+    for _ in range(4):  # submit cheap; collect it, submit strong; collect; nothing left
+        result = run_cli(*args)
+        assert result.code == 0, result.err
+        models.append(sorted({body["model"] for b in fake.batches.values() for _, body in b.lines}))
+    assert models[0] == ["cheap"] and models[1] == ["cheap", "strong"]
+    assert models[-1] == models[1]
+    assert max(fake.requests_by_custom_id.values()) == 1
+    rows = {row.seed_id: row for row in iter_runs([run])}
+    assert rows["hesitant"].status == "kept" and all(r.verified for r in rows.values())

@@ -519,16 +519,22 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
         )
     cost = data["judge_cost_usd"]
     table.add_row(
-        "judge",
+        "judge, paid now" if data.get("cost_by_model") else "judge",
         f"{data['judge_tokens']:,} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}",
     )
-    for model, calls in (data.get("judge_calls") or {}).items():
-        table.add_row(f"  calls {model}", f"{calls:,}")
+    for model, spend in (data.get("cost_by_model") or {}).items():
+        table.add_row(f"  {model}", _calls_and_cost(spend))
     for name, numbers in (data.get("judges") or {}).items():
+        by_model = numbers.get("cost_by_model") or {}
+        costs = [spend["cost_usd"] for spend in by_model.values()]
+        total = {
+            "calls": sum(spend["calls"] for spend in by_model.values()),
+            "cost_usd": None if None in costs else sum(costs),
+        }
         table.add_row(
             f"{name} ({numbers['judge_model']})",
             f"precision {pct(numbers['keep_precision'])}, recall {pct(numbers['keep_recall'])}, "
-            f"calls {sum((numbers.get('judge_calls') or {}).values()):,}"
+            + _calls_and_cost(total)
             + (
                 f", {pct(numbers['escalated_share'])} escalated"
                 if numbers.get("escalated_share") is not None
@@ -548,6 +554,11 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
             "with the order of the documents",
         )
     console.print(table)
+
+
+def _calls_and_cost(spend: dict[str, Any]) -> str:
+    cost = spend["cost_usd"]
+    return f"{spend['calls']:,} calls, {'cost unknown' if cost is None else f'${cost:.4f}'}"
 
 
 def print_batches(data: dict[str, Any], console: Console) -> None:

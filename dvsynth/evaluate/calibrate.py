@@ -82,8 +82,13 @@ async def _run(
                 totals["unpriced_pairs"] += 1
             else:
                 totals["cost_usd_micro"] += round(outcome.cost_usd * 1e6)
-        for model, spend in outcome.by_model.items():
-            totals[f"calls:{model}"] += spend.calls  # cached ones too: what a run would pay
+        for model, spend in outcome.worth.items():  # cached calls too: what a run would pay
+            totals[f"calls:{model}"] += spend.calls
+            totals[f"tokens:{model}"] += spend.prompt_tokens + spend.completion_tokens
+            if spend.cost_usd is None:
+                totals[f"unpriced:{model}"] += 1
+            else:
+                totals[f"micro:{model}"] += round(spend.cost_usd * 1e6)
         for verdict in [*checked.verdicts, *checked.checks]:
             if verdict.escalation is not None:
                 totals["questions"] += 1
@@ -235,6 +240,17 @@ def report(cases: Sequence[Case], totals: Counter, config: ValidateConfig) -> di
         "judge_cost_usd": None if totals["unpriced_pairs"] else totals["cost_usd_micro"] / 1e6,
         "judge_calls": {
             key.split(":", 1)[1]: n for key, n in sorted(totals.items()) if key.startswith("calls:")
+        },
+        # Per model, every call priced, answers shared with other settings included: what
+        # this setting costs on the gold set (judge_cost_usd is what was paid just now).
+        "cost_by_model": {
+            model: {
+                "calls": n,
+                "tokens": totals[f"tokens:{model}"],
+                "cost_usd": None if totals[f"unpriced:{model}"] else totals[f"micro:{model}"] / 1e6,
+            }
+            for key, n in sorted(totals.items())
+            if key.startswith("calls:") and (model := key.split(":", 1)[1])
         },
         **(
             {

@@ -30,34 +30,27 @@ class StepOutcome:
     cached_calls: int = 0
     # The same spend by model (a cascade's two judges apart): `records.JudgeSpend`.
     by_model: dict[str, JudgeSpend] = field(default_factory=dict)
+    # Every call's tokens and cost by model, cached ones too: what the setting costs
+    # without a cache (calibrate scores several settings on one cache).
+    worth: dict[str, JudgeSpend] = field(default_factory=dict)
 
     def add(self, other: StepOutcome) -> None:
         """Add another step's spend (reasons stay each step's own)."""
         self._spend(other.prompt_tokens, other.completion_tokens, other.cost_usd)
         self.cached_calls += other.cached_calls
-        for model, spend in other.by_model.items():
-            mine = self.by_model.setdefault(model, JudgeSpend())
-            mine.calls += spend.calls
-            mine.cached_calls += spend.cached_calls
-            mine.prompt_tokens += spend.prompt_tokens
-            mine.completion_tokens += spend.completion_tokens
-            mine.cost_usd = _plus(mine.cost_usd, spend.cost_usd)
+        for mine, theirs in ((self.by_model, other.by_model), (self.worth, other.worth)):
+            for model, spend in theirs.items():
+                _merge(mine.setdefault(model, JudgeSpend()), spend)
 
     def add_call(self, completion: Any, model: str | None = None) -> None:
         """Add one LLM call's spend; a cached answer was paid before and only counts."""
-        spend = self.by_model.setdefault(model, JudgeSpend()) if model else None
-        if spend is not None:
-            spend.calls += 1
+        if model:
+            _take(self.worth.setdefault(model, JudgeSpend()), completion, paid=True)
+            _take(self.by_model.setdefault(model, JudgeSpend()), completion, not completion.cached)
         if completion.cached:
             self.cached_calls += 1
-            if spend is not None:
-                spend.cached_calls += 1
             return
         self._spend(completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
-        if spend is not None:
-            spend.prompt_tokens += completion.prompt_tokens
-            spend.completion_tokens += completion.completion_tokens
-            spend.cost_usd = _plus(spend.cost_usd, completion.cost_usd)
 
     def _spend(self, prompt: int, completion: int, cost: float | None) -> None:
         self.prompt_tokens += prompt
@@ -67,6 +60,25 @@ class StepOutcome:
 
 def _plus(total: float | None, cost: float | None) -> float | None:
     return None if total is None or cost is None else total + cost
+
+
+def _take(spend: JudgeSpend, completion: Any, paid: bool) -> None:
+    """One call into `spend`: counted; its tokens and cost too when `paid`."""
+    spend.calls += 1
+    if not paid:
+        spend.cached_calls += 1
+        return
+    spend.prompt_tokens += completion.prompt_tokens
+    spend.completion_tokens += completion.completion_tokens
+    spend.cost_usd = _plus(spend.cost_usd, completion.cost_usd)
+
+
+def _merge(into: JudgeSpend, spend: JudgeSpend) -> None:
+    into.calls += spend.calls
+    into.cached_calls += spend.cached_calls
+    into.prompt_tokens += spend.prompt_tokens
+    into.completion_tokens += spend.completion_tokens
+    into.cost_usd = _plus(into.cost_usd, spend.cost_usd)
 
 
 @runtime_checkable
