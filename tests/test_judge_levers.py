@@ -334,13 +334,20 @@ def test_a_rerun_after_a_kill_pays_no_call_twice_in_either_judge(run_cli, tmp_pa
     assert sum(asked.values()) - len(asked) <= 2 * 8  # at most the calls in flight repeat
 
 
-def test_a_cascade_through_the_batch_engine_sends_the_escalated_calls_in_a_second_round(
-    batch_server, run_cli, tmp_path
-):
+@pytest.fixture
+def batch_run(batch_server, run_cli, tmp_path):
+    """(server, batch fake, a generated run of the lever seeds without the bootstrap one)."""
     server, fake = batch_server
     run = tmp_path / "run"
     seeds = lever_seeds(tmp_path / "seeds.jsonl", bootstrap=False)
     assert run_cli(*generate_args(server, seeds, run)).code == 0
+    return server, fake, run
+
+
+def test_a_cascade_through_the_batch_engine_sends_the_escalated_calls_in_a_second_round(
+    batch_run, run_cli
+):
+    server, fake, run = batch_run
     online = server.total_requests
     args = cascade_args(run, server, "--batch", "--wait", "--poll-interval", "0.01")
     result = run_cli(*args)
@@ -634,13 +641,8 @@ def test_preflight_reads_the_auto_margins_gold_set_before_anything_is_paid(tmp_p
     preflight(config.model_copy(update={"escalate_gold": "bundled"}), "openai/generator")
 
 
-def test_a_batch_cascade_resumed_command_by_command_submits_each_call_once(
-    batch_server, run_cli, tmp_path
-):
-    server, fake = batch_server
-    run = tmp_path / "run"
-    seeds = lever_seeds(tmp_path / "seeds.jsonl", bootstrap=False)
-    assert run_cli(*generate_args(server, seeds, run)).code == 0
+def test_a_batch_cascade_resumed_command_by_command_submits_each_call_once(batch_run, run_cli):
+    server, fake, run = batch_run
     args = cascade_args(run, server, "--batch")
     models = []
     for _ in range(4):  # submit cheap; collect it, submit strong; collect; nothing left
