@@ -654,3 +654,33 @@ def test_a_batch_cascade_resumed_command_by_command_submits_each_call_once(batch
     assert max(fake.requests_by_custom_id.values()) == 1
     rows = {row.seed_id: row for row in iter_runs([run])}
     assert rows["hesitant"].status == "kept" and all(r.verified for r in rows.values())
+
+
+def test_recipe_from_run_keeps_the_levers_and_a_rerun_judges_nothing(
+    run_cli, fake_server, generated, tmp_path
+):
+    import yaml
+
+    from dvsynth.runs.dirs import recorded_validations
+
+    args = cascade_args(
+        generated, fake_server, "--judge-views", "generated", "--judge-protocol", "joint"
+    )
+    assert run_cli(*args, "--escalate-margin", "0.3").code == 0
+    back = tmp_path / "back.yaml"
+    result = run_cli("recipe", "from-run", generated, "-o", back)
+    assert result.code == 0, result.err
+    assert "escalate_api_base" in result.err  # the note: a run does not record it
+    raw = yaml.safe_load(back.read_text())
+    validation = raw["validation"]
+    assert validation["judge_views"] == "generated"
+    assert validation["judge_protocol"] == "joint"
+    assert validation["escalate_to"] == STRONG and validation["escalate_margin"] == 0.3
+    validation["judge_api_base"] = validation["escalate_api_base"] = fake_server.api_base
+    before = len(fake_server.prompts)
+    (recorded,) = recorded_validations([generated])
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert run_cli("run", again, "--quiet").code == 0
+    assert len(fake_server.prompts) == before  # the same settings: nothing judged again
+    assert recorded_validations([generated]) == [recorded]

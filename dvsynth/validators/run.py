@@ -305,6 +305,11 @@ def validate_runs(
     notice = escalation_notice(config) if config.judge else None
     if notice and on_notice:
         on_notice(notice)
+    if config.dry_run and config.judge and config.escalate_to and on_notice:
+        on_notice(
+            f"--dry-run: the estimate holds {config.judge_model}'s calls; those it escalates "
+            f"(at most one each) go to {config.escalate_to} on top"
+        )
     digest = settings_hash(settings)
     stores = _open_stores(config.runs)
     stats = ValidateStats()
