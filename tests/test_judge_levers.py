@@ -684,3 +684,30 @@ def test_recipe_from_run_keeps_the_levers_and_a_rerun_judges_nothing(
     assert run_cli("run", again, "--quiet").code == 0
     assert len(fake_server.prompts) == before  # the same settings: nothing judged again
     assert recorded_validations([generated]) == [recorded]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--judge-protocol", "joint", "--judge-prompt", "{pointwise_copy}"],
+            "--judge-prompt mine: --judge-protocol joint needs a template that uses",
+        ),
+        (
+            ["--judge-prompt", "judge_joint.v1"],
+            "--judge-protocol pointwise needs a template that uses {{ document }}",
+        ),
+    ],
+)
+def test_a_judge_template_of_the_other_protocol_is_refused_before_any_row(
+    run_cli, fake_server, generated, tmp_path, extra, message
+):
+    from dvsynth.prompts import PROMPT_DIR
+
+    mine = tmp_path / "mine.jinja"  # the bundled pointwise prompt under a name of its own
+    mine.write_text((PROMPT_DIR / "judge.v1.jinja").read_text(), encoding="utf-8")
+    extra = [str(mine) if e == "{pointwise_copy}" else e for e in extra]
+    result = run_cli(*validate_args(generated, fake_server, *extra))
+    assert result.code == 2 and message in result.err, result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert judged_instructions(fake_server) == []

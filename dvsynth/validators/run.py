@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -167,6 +168,7 @@ def default_steps(config: ValidateConfig) -> list[Step]:
     if config.judge_protocol == "joint" and prompt == DEFAULT_JUDGE_PROMPT:
         prompt = DEFAULT_JOINT_JUDGE_PROMPT
     template = load_template(prompt)
+    _check_judge_template(template, config.judge_protocol)
     client, strong = judge_clients(config)
     client.check(require_key=not config.dry_run)
     decider: Single | Escalating = Single(client)
@@ -201,6 +203,19 @@ def default_steps(config: ValidateConfig) -> list[Step]:
         )
     )
     return steps
+
+
+def _check_judge_template(template: Any, protocol: str) -> None:
+    """A joint judge renders `first` and `second`, a pointwise one `document`: the other
+    protocol's template would fail on every row, so it is refused before the first."""
+    needs = ("first", "second") if protocol == "joint" else ("document",)
+    if not all(re.search(r"\{\{[^}]*\b" + name + r"\b", template.source) for name in needs):
+        shown = " and ".join("{{ " + n + " }}" for n in needs)
+        bundled = DEFAULT_JOINT_JUDGE_PROMPT if protocol == "joint" else DEFAULT_JUDGE_PROMPT
+        raise UserError(
+            f"--judge-prompt {template.name}: --judge-protocol {protocol} needs a template "
+            f"that uses {shown} (bundled: {bundled})"
+        )
 
 
 def escalation_notice(config: ValidateConfig) -> str | None:
