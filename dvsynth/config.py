@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -253,6 +254,23 @@ class RuleOptions(BaseModel):
         }
 
 
+def _margin(value: Any) -> float | str:
+    """A number from 0 to 0.5, or `auto` (one message for every wrong value)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0.0 <= number <= 0.5:  # nan fails both
+        raise ValueError("must be a number from 0 to 0.5, or auto")
+    return number
+
+
+#: `escalate_margin`: checked by its type, so that a recipe's section refuses the same.
+Margin = Annotated[float | Literal["auto"], BeforeValidator(_margin)]
+
+
 class ValidateConfig(CallSettings, EngineSettings):
     """`dvsynth validate` (and `calibrate`): the runs, each step's settings, the judge."""
 
@@ -275,6 +293,49 @@ class ValidateConfig(CallSettings, EngineSettings):
     check_prompt: str = Field(DEFAULT_CHECK_PROMPT, min_length=1)
     dedup: bool = True
     near_threshold: float = Field(90.0, gt=0.0, le=100.0)
+    # Issue 27's levers on the judge's bill (validators.decide, validators.judge).
+    # `generated`: in reverse mode view a is the seed's own and is not judged.
+    judge_views: Literal["all", "generated"] = "all"
+    # `joint`: one call per view for both documents instead of one per document.
+    judge_protocol: Literal["pointwise", "joint"] = "pointwise"
+    # A cascade: judge_model first, this model where it is unsure (`escalate_margin`).
+    escalate_to: ModelName | None = Field(None, min_length=1)
+    escalate_api_base: str | None = None
+    escalate_api_key_env: str | None = None  # the NAME of the variable with its key
+    # |P(yes) - 0.5| <= margin escalates; "auto": the smallest margin whose cascade keeps
+    # `target_precision` on `escalate_gold` (resolved before the run, then recorded).
+    escalate_margin: Margin = 0.2
+    escalate_gold: str | None = Field(None, min_length=1)
+    target_precision: float = Field(0.95, gt=0.0, le=1.0)
+    # Set when `auto` was resolved: the gold set and target the margin was picked on.
+    _margin_picked: dict[str, Any] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _escalation_whole(self) -> ValidateConfig:
+        """Escalation settings make sense only together; refused here so that the CLI,
+        a recipe and the library refuse the same."""
+        if self.escalate_to is None:
+            given = [
+                name
+                for name in ("escalate_api_base", "escalate_api_key_env", "escalate_gold")
+                if getattr(self, name) is not None
+            ]
+            if self.escalate_margin != 0.2:
+                given.append("escalate_margin")
+            if given:
+                raise ValueError(f"{given[0]} needs escalate_to (the strong judge)")
+            return self
+        if not self.judge_logprobs:
+            raise ValueError(
+                "escalate_to needs judge_logprobs: without P(yes) every judgment would "
+                "go to the strong judge"
+            )
+        if self.escalate_margin == "auto" and self.escalate_gold is None:
+            raise ValueError(
+                "escalate_margin auto needs a gold set to pick it on: --gold G "
+                "(validation.escalate_gold in a recipe)"
+            )
+        return self
 
     @classmethod
     def after_generate(

@@ -71,6 +71,28 @@ class Usage(BaseModel):
     completion_tokens: int = 0
 
 
+class JudgeSpend(BaseModel):
+    """What one judge model's calls on a row cost (cached calls were paid before)."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0  # None: some call had no known price
+
+
+class Escalation(BaseModel):
+    """How a cascade decided one verdict: the cheap judge's P(yes), and the strong one's
+    when the cheap one was unsure (`why`: margin, unparsable or no_logprobs)."""
+
+    cheap_model: str
+    cheap_probability: float | None
+    strong_model: str
+    strong_probability: float | None = None
+    escalated: bool
+    why: Literal["margin", "unparsable", "no_logprobs"] | None = None
+
+
 class Provenance(BaseModel):
     """Everything needed to say how a row was made, and to reproduce it."""
 
@@ -91,6 +113,10 @@ class Provenance(BaseModel):
     judge_threshold: float | None = None
     judge_usage: Usage | None = None
     judge_cost_usd: float | None = None
+    # Per judge model (a cascade has two): calls, tokens and cost of this row's validation.
+    judge_spend: dict[str, JudgeSpend] | None = None
+    # "generated": view a (the seed's own, reverse mode) was taken unjudged.
+    judge_views: Literal["all", "generated"] | None = None
 
 
 #: (view, doc) -> should the doc be relevant under the view?
@@ -114,8 +140,10 @@ class Verdict(BaseModel):
     doc_id: str | None = None
     relevant: bool | None
     probability: float | None = None
-    model: str
+    model: str  # the judge whose verdict stands (a cascade's strong one when escalated)
     raw: str | None = None
+    escalation: Escalation | None = None  # set when a cascade judged
+    protocol: Literal["pointwise", "joint"] = "pointwise"
 
 
 class CheckVerdict(BaseModel):
@@ -126,6 +154,8 @@ class CheckVerdict(BaseModel):
     ok: bool | None
     model: str
     raw: str | None = None
+    probability: float | None = None
+    escalation: Escalation | None = None
 
 
 class DualView(BaseModel):

@@ -9,7 +9,12 @@ answers inside a code fence without closing tags, `[error500]` fails with HTTP 5
 request with that status; `authorizations` records each request's Authorization header.
 It also plays the judge (prompts that end like dvsynth's judge template): see
 `judge_answer`; passages with `kw...` words make the generator ask for them as `#kw...`,
-so the judge confirms the flip of such pairs.
+so the judge confirms the flip of such pairs. Joint judgments (both documents in one
+prompt) are answered "1: yes\n2: no" by the same rule, per document. The model name
+matters for cascades: a model whose name holds `strong` is sure of every answer, and
+only other models see `[cheap-garbage]` or hesitate on `borderline`. `judges` (model ->
+an oracle with `judge` and `check`, such as `dvsynth.fakes.gold_judges`) replaces the
+rule for that model: the gold sets' fake strong and cheap judges.
 
 Faults can be injected on a chosen share of queries (`faults={"429": 0.1, ...}`): the
 fault is picked from a hash of the query, so it is the same in every run, and hits the
@@ -56,7 +61,7 @@ def _keywords(text: str) -> str:
     return "".join(f" Must cover #{word}." for word in _KEYWORD.findall(text))
 
 
-def judge_answer(prompt: str) -> tuple[int, str, float]:
+def judge_answer(prompt: str, model: str = "") -> tuple[int, str, float]:
     """(status, text, P(yes)) of the fake judge.
 
     A document is relevant when it contains every `#word` the instruction asks for
@@ -70,18 +75,100 @@ def judge_answer(prompt: str) -> tuple[int, str, float]:
     query = blocks.get("query", "")
     if "[judge-error500]" in query:
         return 500, "internal error", 0.0
-    if "[judge-garbage]" in query:
+    if "[judge-garbage]" in query or ("[cheap-garbage]" in query and "strong" not in model):
         return 200, "It depends on the reader.", 0.5
     if "answer yes" in outside or "[judge-yes]" in query:
         return 200, "yes", 0.99
     if "[judge-no]" in query:
         return 200, "no", 0.01
-    needs = re.findall(r"#(\w+)", blocks.get("instruction", ""))
-    words = set(re.findall(r"\w+", blocks.get("document", "").lower()))
+    p_yes = _document_p_yes(blocks.get("instruction", ""), blocks.get("document", ""), model)
+    return 200, ("yes" if p_yes >= 0.5 else "no"), p_yes
+
+
+def _document_p_yes(instruction: str, document: str, model: str) -> float:
+    """P(yes) of the rule: every `#word` of the instruction in the document."""
+    needs = re.findall(r"#(\w+)", instruction)
+    words = set(re.findall(r"\w+", document.lower()))
     relevant = bool(needs) and all(n.lower() in words for n in needs)
+    if "strong" in model:
+        return 0.97 if relevant else 0.03
     if relevant and "borderline" in words:
-        return 200, "yes", 0.6
-    return 200, ("yes" if relevant else "no"), (0.9 if relevant else 0.1)
+        return 0.6
+    return 0.9 if relevant else 0.1
+
+
+JOINT_SIGNATURE = "1: yes or no\n2: yes or no"
+_JOINT_DOC = re.compile(r"<document_([12])>(.*?)</document_\1>", re.DOTALL)
+
+#: One token of a fake answer, with P(yes) where it is a yes / no word.
+Token = tuple[str, float | None]
+
+
+def joint_answer(prompt: str, model: str = "") -> tuple[int, str, list[Token]]:
+    """The fake's joint judgment: each document by `judge_answer`'s rule, "1: ..\n2: ..".
+    `[joint-half]` in the query labels document 1 only."""
+    blocks = {m.group(1): m.group(2) for m in _DATA_BLOCK.finditer(prompt)}
+    docs = dict(_JOINT_DOC.findall(prompt))
+    instruction, query = blocks.get("instruction", ""), blocks.get("query", "")
+    probabilities = [_document_p_yes(instruction, docs.get(n, ""), model) for n in ("1", "2")]
+    return _joint_reply(probabilities, half="[joint-half]" in query)
+
+
+def _joint_reply(
+    probabilities: list[float | None], half: bool = False
+) -> tuple[int, str, list[Token]]:
+    if any(p is None for p in probabilities):
+        return 200, "Both documents are somewhat related.", [("Both documents", None)]
+    tokens: list[Token] = []
+    for number, p_yes in zip(("1", "2"), probabilities, strict=True):
+        if tokens:
+            tokens.append(("\n", None))
+        tokens += [(number, None), (":", None), (" yes" if p_yes >= 0.5 else " no", p_yes)]
+        if half:
+            break
+    return 200, "".join(t for t, _ in tokens), tokens
+
+
+def judge_reply(
+    prompt: str, model: str = "", oracle: Any = None
+) -> tuple[int, str, list[Token]] | None:
+    """(status, text, tokens) of any yes / no question (check, pointwise or joint judge),
+    or None when the prompt is not one. `oracle` answers instead of the rule."""
+    if oracle is not None:
+        return _oracle_reply(prompt, model, oracle)
+    checked = instruction_check_answer(prompt)
+    if checked is not None:
+        status, text = checked
+        p_yes = 0.95 if text == "yes" else 0.05 if text == "no" else None
+        return status, text, [(text, p_yes)] if p_yes is not None else []
+    if JOINT_SIGNATURE in prompt:
+        return joint_answer(prompt, model)
+    if JUDGE_SIGNATURE in prompt:
+        status, text, p_yes = judge_answer(prompt, model)
+        return status, text, [(text, p_yes)] if text in ("yes", "no") else []
+    return None
+
+
+def _oracle_reply(prompt: str, model: str, oracle: Any) -> tuple[int, str, list[Token]] | None:
+    blocks = {m.group(1): m.group(2) for m in _DATA_BLOCK.finditer(prompt)}
+    query, instruction = blocks.get("query", ""), blocks.get("instruction", "")
+    if SIGNATURE in prompt:
+        found = [oracle.check(model, query, instruction)]
+    elif JOINT_SIGNATURE in prompt:
+        docs = dict(_JOINT_DOC.findall(prompt))
+        found = [
+            oracle.judge(model, query, instruction, docs.get(n, ""), position=n) for n in ("1", "2")
+        ]
+        return _joint_reply(found)
+    elif JUDGE_SIGNATURE in prompt:
+        found = [oracle.judge(model, query, instruction, blocks.get("document", ""))]
+    else:
+        return None
+    p_yes = found[0]
+    if p_yes is None:
+        return 200, "It depends on the reader.", []
+    text = "yes" if p_yes >= 0.5 else "no"
+    return 200, text, [(text, p_yes)]
 
 
 def instruction_check_answer(prompt: str) -> tuple[int, str] | None:
@@ -104,14 +191,12 @@ def instruction_check_answer(prompt: str) -> tuple[int, str] | None:
     return 200, "**Yes**" if "[check-bold]" in instruction else "yes"
 
 
-def answer_for(prompt: str) -> tuple[int, str]:
-    """(HTTP status, completion text) for one prompt; a pure function of the prompt."""
-    checked = instruction_check_answer(prompt)
-    if checked is not None:
-        return checked
-    if JUDGE_SIGNATURE in prompt:
-        status, text, _ = judge_answer(prompt)
-        return status, text
+def answer_for(prompt: str, model: str = "", oracle: Any = None) -> tuple[int, str]:
+    """(HTTP status, completion text) for one prompt; a pure function of the prompt (and
+    of the model's name, for judges)."""
+    judged = judge_reply(prompt, model, oracle)
+    if judged is not None:
+        return judged[0], judged[1]
     passages = dict(_PASSAGE.findall(prompt))
     match = _QUERY.search(prompt)
     query = match.group(1).strip() if match else ""
@@ -142,25 +227,41 @@ def answer_for(prompt: str) -> tuple[int, str]:
     return 200, f"1. Profile: passages differ.\n2. Lever: {tag}.\n<answer>{body}</answer>"
 
 
+def _logprob_item(token: str, p_yes: float | None) -> dict[str, Any]:
+    """One position of OpenAI's `logprobs.content`: a yes / no word with both
+    alternatives, any other token sure of itself."""
+    if p_yes is None:
+        return {"token": token, "logprob": 0.0, "top_logprobs": [{"token": token, "logprob": 0.0}]}
+    p_yes = min(max(p_yes, 1e-6), 1 - 1e-6)
+    space = token[: len(token) - len(token.lstrip())]
+    top = [
+        {"token": f"{space}yes", "logprob": math.log(p_yes)},
+        {"token": f"{space}no", "logprob": math.log(1 - p_yes)},
+    ]
+    produced = math.log(p_yes if token.strip() == "yes" else 1 - p_yes)
+    return {"token": token, "logprob": produced, "top_logprobs": top}
+
+
 UNSUPPORTED_PARAMETER = "Unsupported parameter: 'seed' is not supported with this model."
 
 
 def completion_body(
-    payload: dict[str, Any], text: str | None = None, finish_reason: str = "stop"
+    payload: dict[str, Any],
+    text: str | None = None,
+    finish_reason: str = "stop",
+    oracle: Any = None,
 ) -> dict[str, Any]:
     """The chat.completion JSON the fake answers `payload` with (`text`: the answer, by
-    default `answer_for` the prompt); batch endpoints answer with the same bodies."""
+    default `answer_for` the prompt); batch endpoints answer with the same bodies. A
+    judge's or check's answer carries log-probabilities when the request asks for them."""
     prompt = "\n".join(str(m.get("content", "")) for m in payload.get("messages", []))
+    model = str(payload.get("model", ""))
     if text is None:
-        text = answer_for(prompt)[1]
+        text = answer_for(prompt, model, oracle)[1]
     logprobs = None
-    if payload.get("logprobs") and JUDGE_SIGNATURE in prompt:
-        p_yes = judge_answer(prompt)[2]
-        top = [
-            {"token": "yes", "logprob": math.log(p_yes)},
-            {"token": "no", "logprob": math.log(1 - p_yes)},
-        ]
-        logprobs = {"content": [{"token": text, "logprob": 0.0, "top_logprobs": top}]}
+    judged = judge_reply(prompt, model, oracle) if payload.get("logprobs") else None
+    if judged is not None and judged[2] and "".join(t for t, _ in judged[2]) == text:
+        logprobs = {"content": [_logprob_item(t, p) for t, p in judged[2]]}
     prompt_tokens = max(1, len(prompt) // 4)
     completion_tokens = max(1, len(text) // 4)
     return {
@@ -245,6 +346,9 @@ class FakeLLMServer:
         # More endpoints on the same port (the fake batch APIs): lists of aiohttp routes,
         # added before `start`.
         self.extra_routes: list[list[web.RouteDef]] = []
+        # model -> an oracle judge (`judge_reply`): the gold sets' fake judges.
+        self.judges: dict[str, Any] = {}
+        self.prompts: list[tuple[str, str]] = []  # (model, prompt) of every chat request
 
     # ------------------------------------------------------------------ handlers
 
@@ -276,7 +380,11 @@ class FakeLLMServer:
         fault = fault_for(query, self.faults) if self.faults else None
         if fault is not None and fault != "truncated" and attempt > self.fault_attempts:
             fault = None
-        status, text = answer_for(prompt)
+        model = str(payload.get("model", ""))
+        oracle = self.judges.get(model)
+        with self._lock:
+            self.prompts.append((model, prompt))
+        status, text = answer_for(prompt, model, oracle)
         if self.status_for_all is not None:
             status, text = self.status_for_all, UNSUPPORTED_PARAMETER
         if fault in ("429", "500"):
@@ -308,7 +416,7 @@ class FakeLLMServer:
         if fault == "truncated":
             text, finish_reason = text[: len(text) * 2 // 3], "length"
         self.last_done_at = time.monotonic()
-        return web.json_response(completion_body(payload, text, finish_reason))
+        return web.json_response(completion_body(payload, text, finish_reason, oracle))
 
     def _log(self, query: str, attempt: int, fault: str | None, status: int) -> None:
         with self._lock:
@@ -317,6 +425,7 @@ class FakeLLMServer:
     async def _reset(self, request: web.Request) -> web.Response:
         with self._lock:
             self.log.clear()
+            self.prompts.clear()
             self.requests_by_query.clear()
             self.total_requests = 0
             self.first_at = self.last_done_at = None

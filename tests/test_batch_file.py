@@ -82,6 +82,7 @@ def final_rows(run: Path) -> list[dict]:
             "cost_usd",
             "judge_cost_usd",
             "judge_usage",
+            "judge_spend",
         ):
             prov.pop(key, None)
     return sorted(rows, key=lambda r: r["seed_id"])

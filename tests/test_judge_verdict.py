@@ -104,7 +104,7 @@ def _judge_once(completion: Completion, threshold: float = 0.5):
         doc_a=Doc(doc_id="a", title="", text="kwa"),
         doc_b=Doc(doc_id="b", title="", text="kwb"),
     )
-    verdict, _ = asyncio.run(judge._judge_one(row, "a", "a"))
+    (verdict,), _ = asyncio.run(judge._judge_one(row, "a", "a"))
     return verdict
 
 

@@ -14,6 +14,17 @@ import typer
 from rich.console import Console
 
 from dvsynth import __version__
+from dvsynth.cli.judge_options import (
+    EscalateApiBaseOption,
+    EscalateGoldOption,
+    EscalateKeyOption,
+    EscalateMarginOption,
+    EscalateToOption,
+    JudgeProtocolOption,
+    JudgeViewsOption,
+    TargetPrecisionOption,
+    lever_settings,
+)
 from dvsynth.config import DEFAULT_MODEL, GenerateConfig
 from dvsynth.errors import UserError
 from dvsynth.seeds.adapters import parse_mapping
@@ -411,6 +422,14 @@ def validate_command(
         float | None,
         typer.Option(help="With --batch: refuse to submit above this many USD.", min=0.0001),
     ] = None,
+    judge_views: JudgeViewsOption = "all",
+    judge_protocol: JudgeProtocolOption = "pointwise",
+    escalate_to: EscalateToOption = None,
+    escalate_api_base: EscalateApiBaseOption = None,
+    escalate_api_key_env: EscalateKeyOption = None,
+    escalate_margin: EscalateMarginOption = "0.2",
+    gold: EscalateGoldOption = None,
+    target_precision: TargetPrecisionOption = 0.95,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Check each pair: rules, an LLM judge on both views (4 judgments), and dedup."""
@@ -455,6 +474,16 @@ def validate_command(
             engine, ray_address, ray_processor, tensor_parallel, replicas, engine_arg
         ),
         **({"judge_prompt": judge_prompt} if judge_prompt is not None else {}),
+        **lever_settings(
+            judge_views,
+            judge_protocol,
+            escalate_to,
+            escalate_api_base,
+            escalate_api_key_env,
+            escalate_margin,
+            gold,
+            target_precision,
+        ),
     )
     validate_reported(config, quiet)
 
@@ -788,9 +817,17 @@ def calibrate_command(
     instruction_check: Annotated[
         bool, typer.Option(help="With the judge: the instruction check, as validate runs it.")
     ] = True,
+    judge_views: JudgeViewsOption = "all",
+    judge_protocol: JudgeProtocolOption = "pointwise",
+    escalate_to: EscalateToOption = None,
+    escalate_api_base: EscalateApiBaseOption = None,
+    escalate_api_key_env: EscalateKeyOption = None,
+    escalate_margin: EscalateMarginOption = "0.2",
+    target_precision: TargetPrecisionOption = 0.95,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Score the rules and a judge on gold pairs and their labelled corrupt variants."""
+    """Score the rules and a judge on gold pairs and their labelled corrupt variants; with
+    --escalate-to, the cheap judge alone, the strong judge alone and the cascade."""
     from dvsynth.config import ValidateConfig
     from dvsynth.evaluate.calibrate import calibrate
     from dvsynth.evaluate.gold import load_gold
@@ -814,6 +851,16 @@ def calibrate_command(
         max_retries=max_retries,
         transport=transport,
         **({"judge_prompt": judge_prompt} if judge_prompt is not None else {}),
+        **lever_settings(
+            judge_views,
+            judge_protocol,
+            escalate_to,
+            escalate_api_base,
+            escalate_api_key_env,
+            escalate_margin,
+            (str(gold) if gold is not None else "bundled") if escalate_margin == "auto" else None,
+            target_precision,
+        ),
     )
     result = calibrate(pairs, config)
     if json_output:

@@ -11,6 +11,7 @@ is a bug in dvsynth and keeps its traceback.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 from typing import Any, NoReturn
@@ -146,6 +147,11 @@ def settings_message(exc: Any) -> str:
     """A pydantic ValidationError as '--option: what is wrong (got X)', first error first."""
     errors = exc.errors()
     first = errors[0]
+    if not first["loc"]:  # a check across fields: its message names them
+        message = first["msg"].removeprefix("Value error, ")
+        return re.sub(
+            r"(?<![.\w])[a-z]+(?:_[a-z]+)+\b", lambda m: "--" + m[0].replace("_", "-"), message
+        )
     loc = ".".join(str(p) for p in first["loc"])
     option = _OPTION_OF_FIELD.get(loc) or "--" + str(first["loc"][-1] if first["loc"] else "?")
     option = option.replace("_", "-")

@@ -402,6 +402,12 @@ class ValidateReporter(BatchLines):
             f"completion ({stats.cached_calls} calls from cache)",
         )
         table.add_row("judge cost", format_cost(stats.judge_cost_usd, stats.judge_cost_unknown))
+        if stats.questions:
+            table.add_row(
+                "escalated to the strong judge",
+                f"{stats.escalated} of {stats.questions} judgments and checks "
+                f"({100 * stats.escalated / stats.questions:.1f}%)",
+            )
         self.out.print(table)
 
 
@@ -465,6 +471,25 @@ def print_stats(data: dict[str, Any], console: Console) -> None:
                 f"{spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion, "
                 f"cost {format_cost(spend['cost_usd'], spend['unpriced_rows'])}",
             )
+    judges = data.get("judges", {})
+    for model, spend in judges.items() if len(judges) > 1 else ():
+        table.add_row(
+            f"judge {model}",
+            f"{spend['calls']:,} calls, cost "
+            + format_cost(spend["cost_usd"], spend["unpriced_rows"]),
+        )
+    escalation = data.get("escalation") or {}
+    if escalation.get("questions"):
+        table.add_row(
+            "escalated to the strong judge",
+            f"{escalation['escalated']:,} of {escalation['questions']:,} judgments and checks "
+            f"({100 * escalation['share_escalated']:.1f}%)",
+        )
+    if data.get("view_a_unjudged"):
+        table.add_row(
+            "view a unjudged",
+            f"{data['view_a_unjudged']:,} rows: taken from the seed (reverse mode)",
+        )
     for stage, spend in data.get("batch", {}).items():
         table.add_row(
             f"{stage} tokens (batch)",
@@ -510,10 +535,46 @@ def print_calibration(data: dict[str, Any], console: Console) -> None:
         )
     cost = data["judge_cost_usd"]
     table.add_row(
-        "judge",
+        "judge, paid now" if data.get("cost_by_model") else "judge",
         f"{data['judge_tokens']:,} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}",
     )
+    for model, spend in (data.get("cost_by_model") or {}).items():
+        table.add_row(f"  {model}", _calls_and_cost(spend))
+    for name, numbers in (data.get("judges") or {}).items():
+        by_model = numbers.get("cost_by_model") or {}
+        costs = [spend["cost_usd"] for spend in by_model.values()]
+        total = {
+            "calls": sum(spend["calls"] for spend in by_model.values()),
+            "cost_usd": None if None in costs else sum(costs),
+        }
+        table.add_row(
+            f"{name} ({numbers['judge_model']})",
+            f"precision {pct(numbers['keep_precision'])}, recall {pct(numbers['keep_recall'])}, "
+            + _calls_and_cost(total)
+            + (
+                f", {pct(numbers['escalated_share'])} escalated"
+                if numbers.get("escalated_share") is not None
+                else ""
+            ),
+        )
+    picked = data.get("margin_picked")
+    if picked:
+        table.add_row("escalate margin (auto)", f"{picked['margin']:g} on {picked['gold']}")
+    if data.get("note"):
+        table.add_row("note", data["note"])
+    bias = data.get("position_bias")
+    if bias:
+        table.add_row(
+            "position bias (joint)",
+            f"{pct(bias['share_changed'])} of {bias['compared']} view judgments change "
+            "with the order of the documents",
+        )
     console.print(table)
+
+
+def _calls_and_cost(spend: dict[str, Any]) -> str:
+    cost = spend["cost_usd"]
+    return f"{spend['calls']:,} calls, {'cost unknown' if cost is None else f'${cost:.4f}'}"
 
 
 def print_batches(data: dict[str, Any], console: Console) -> None:

@@ -26,9 +26,17 @@ RECIPE_JUDGE = ClientOptions(
     "validation.judge_model", "validation.judge_api_base", "validation.judge_api_key_env"
 )
 
+ESCALATE = ClientOptions("--escalate-to", "--escalate-api-base", "--escalate-api-key-env")
+RECIPE_ESCALATE = ClientOptions(
+    "validation.escalate_to", "validation.escalate_api_base", "validation.escalate_api_key_env"
+)
+
 
 def options_for(role: str, recipe: bool = False) -> ClientOptions:
-    """The names of the generator's or the judge's options, on the CLI or in a recipe."""
+    """The names of the generator's, the judge's or the strong judge's options (`escalate`),
+    on the CLI or in a recipe."""
     if role == "judge":
         return RECIPE_JUDGE if recipe else JUDGE
+    if role == "escalate":
+        return RECIPE_ESCALATE if recipe else ESCALATE
     return RECIPE_GENERATOR if recipe else GENERATOR

@@ -23,6 +23,8 @@ PROMPT_DIR = Path(__file__).parent
 DEFAULT_PROMPTS = {"reverse": "reverse.v2", "bootstrap": "bootstrap.v2"}
 #: The judge's template unless `--judge-prompt FILE` says otherwise.
 DEFAULT_JUDGE_PROMPT = "judge.v1"
+#: The judge's template with `--judge-protocol joint` (both documents in one call).
+DEFAULT_JOINT_JUDGE_PROMPT = "judge_joint.v1"
 #: The instruction check's template.
 DEFAULT_CHECK_PROMPT = "instruction_check.v1"
 
@@ -97,10 +99,12 @@ def _check_renders(prompt: PromptTemplate, path: Path) -> None:
             negative=sample,
             other_negatives=[sample],
             document=sample,
+            first=sample,
+            second=sample,
         )
     except jinja2.TemplateError as exc:
         raise UserError(
             f"--prompt: {path}: template error: {exc}; the variables are query, "
             "instruction, positive, negative, other_negatives "
-            "(the judge's: query, instruction, document)"
+            "(the judge's: query, instruction, document; a joint judge's: first, second)"
         ) from None

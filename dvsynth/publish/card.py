@@ -250,6 +250,20 @@ def build_card(
             "judge": format_cost(stats["judge"]["cost_usd"], stats["judge"]["unpriced_rows"])
             if stats["judge"]["prompt_tokens"]
             else "no judge calls",
+            "judges": {
+                model: f"{format_cost(spent['cost_usd'], spent['unpriced_rows'])} for "
+                f"{spent['calls']:,} calls"
+                for model, spent in stats.get("judges", {}).items()
+            }
+            if len(stats.get("judges", {})) > 1
+            else {},
+            "batch_judges": {
+                model: f"{format_cost(spent['cost_usd'], spent['unpriced'])} for "
+                f"{spent['answered']:,} answers"
+                for model, spent in stats.get("batch_by_model", {}).get("validate", {}).items()
+            }
+            if len(stats.get("batch_by_model", {}).get("validate", {})) > 1
+            else {},
             "batch": {
                 stage: f"{format_cost(spent['cost_usd'], spent['unpriced'])} for "
                 f"{spent['answered']:,} answers"
@@ -276,6 +290,8 @@ def build_card(
         negatives=stats["other_negatives_kept"],
         recipe_sha256=recipe_sha256,
         audits=audit_sections(stats.get("audit") or {}, options.credit_reviewers),
+        escalation=stats.get("escalation", {}),
+        view_a_unjudged=stats.get("view_a_unjudged", 0),
     )
     check_metadata(card)
     return card

@@ -43,7 +43,21 @@ VERDICT = pa.struct(
         ("doc", pa.string()),
         ("relevant", pa.bool_()),
         ("probability", pa.float64()),
-        ("model", pa.string()),
+        ("model", pa.string()),  # the judge whose verdict stands
+        # A cascade's record (issue 27): null when one judge decided alone.
+        (
+            "escalation",
+            pa.struct(
+                [
+                    ("cheap_model", pa.string()),
+                    ("cheap_probability", pa.float64()),
+                    ("strong_model", pa.string()),
+                    ("strong_probability", pa.float64()),
+                    ("escalated", pa.bool_()),
+                    ("why", pa.string()),
+                ]
+            ),
+        ),
     ]
 )
 #: A pair's two views, the same columns wherever a pair is written (run and gold exports).

@@ -102,6 +102,7 @@ def validation_from_settings(recorded: dict[str, Any], notes: list[str]) -> dict
             judge_negatives=judge["negatives"],
             judge_prompt=judge["prompt"],
         )
+        _levers_from_settings(judge, section, notes)
     for key in ("judge_prompt", "check_prompt"):
         name = section.get(key)
         if name is None:
@@ -117,3 +118,32 @@ def validation_from_settings(recorded: dict[str, Any], notes: list[str]) -> dict
     if dedup is not None:
         section["near_threshold"] = dedup["settings"]["near_threshold"]
     return section
+
+
+def _levers_from_settings(judge: dict[str, Any], section: dict[str, Any], notes: list[str]) -> None:
+    """Issue 27's levers as the judge's settings record them (absent: the defaults)."""
+    if "views" in judge:
+        section["judge_views"] = judge["views"]
+    if "protocol" in judge:
+        section["judge_protocol"] = judge["protocol"]
+    escalation = judge.get("escalation")
+    if not escalation:
+        return
+    section["escalate_to"] = escalation["escalate_to"]
+    picked = escalation.get("margin_picked_on")
+    if picked:  # auto again: the same settings, the margin picked again on the same gold
+        section.update(
+            escalate_margin="auto",
+            escalate_gold=picked["gold"],
+            target_precision=picked["target_precision"],
+        )
+        notes.append(
+            f"validation.escalate_margin: auto, as the run had it (it picked "
+            f"{escalation['margin']:g} on {picked['gold']}); a run of this recipe picks it again"
+        )
+    else:
+        section["escalate_margin"] = escalation["margin"]
+    notes.append(
+        "validation.escalate_api_base / escalate_api_key_env: a run does not record them; "
+        "set them if the strong judge needs its own server or key variable"
+    )

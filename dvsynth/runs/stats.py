@@ -113,6 +113,11 @@ class StatsCollector:
         self.unverified_stages: Counter[str] = Counter()  # kept rows not yet verified
         self.negatives = {"view_a": 0, "view_b": 0, "judged": 0}
         self.generator, self.judge = _Spend(), _Spend()
+        self.judges: dict[str, _Spend] = {}  # by judge model (a cascade's two apart)
+        self.judge_calls: Counter[str] = Counter()
+        self.questions = self.escalated = 0  # a cascade's judgments and checks
+        self.escalated_why: Counter[str] = Counter()
+        self.view_a_unjudged = 0  # rows whose view a was taken from the seed unjudged
 
     def add(self, row: DualView) -> None:
         self.status[row.status] += 1
@@ -131,12 +136,20 @@ class StatsCollector:
             self.unverified_stages[row.stage] += 1
         self.verified += row.verified
         pair_verdicts = [v for v in row.verdicts if v.doc != "other"]
+        trusted_a = row.provenance.judge_views == "generated"
+        self.view_a_unjudged += trusted_a
         if pair_verdicts:
             self.judged_pairs += 1
             agreed = [v.relevant == EXPECTED[(v.view, v.doc)] for v in pair_verdicts]
             self.judgments += len(agreed)
             self.agree_judgments += sum(agreed)
-            self.agree_pairs += len(agreed) == 4 and all(agreed)
+            self.agree_pairs += len(agreed) == (2 if trusted_a else 4) and all(agreed)
+        for verdict in [*row.verdicts, *row.checks]:
+            if verdict.escalation is not None:
+                self.questions += 1
+                self.escalated += verdict.escalation.escalated
+                if verdict.escalation.why:
+                    self.escalated_why[verdict.escalation.why] += 1
         if row.status == "kept":
             _lengths(row, self.lengths)
             view_a, view_b = row.views()
@@ -153,6 +166,11 @@ class StatsCollector:
                 prov.judge_usage.prompt_tokens,
                 prov.judge_usage.completion_tokens,
                 prov.judge_cost_usd,
+            )
+        for model, spend in (prov.judge_spend or {}).items():
+            self.judge_calls[model] += spend.calls
+            self.judges.setdefault(model, _Spend()).add(
+                spend.prompt_tokens, spend.completion_tokens, spend.cost_usd
             )
 
     def _stage_of(self, reason: str) -> str:
@@ -193,8 +211,22 @@ class StatsCollector:
             "instruction_words_kept": {k: _distribution(v) for k, v in self.lengths.items()},
             "generator": self.generator.as_dict(),
             "judge": self.judge.as_dict(),
+            "judges": {
+                model: {**spend.as_dict(), "calls": self.judge_calls[model]}
+                for model, spend in sorted(self.judges.items())
+            },
+            "escalation": {
+                "questions": self.questions,
+                "escalated": self.escalated,
+                "share_escalated": round(self.escalated / self.questions, 4)
+                if self.questions
+                else None,
+                "why": dict(self.escalated_why),
+            },
+            "view_a_unjudged": self.view_a_unjudged,
             "batch": batch_spend(run_dirs),
             "audit": _audits(run_dirs),
+            "batch_by_model": batch_spend_by_model(run_dirs),
         }
 
 
@@ -230,6 +262,25 @@ def batch_spend(run_dirs: Sequence[Path]) -> dict[str, dict[str, Any]]:
         for stage, found in spend.items():
             into = total.setdefault(stage, _no_spend())
             for key, value in found.items():
+                into[key] = round(into[key] + value, 6) if key == "cost_usd" else into[key] + value
+    return total
+
+
+def batch_spend_by_model(run_dirs: Sequence[Path]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per stage and model, what the runs' batches answered and cost: the cost of each
+    judge of a cascade, which online spend counts on the rows (`judges`)."""
+    from dvsynth.runs.store import RunStore
+
+    total: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in run_dirs:
+        store = RunStore.open_existing(run)
+        try:
+            found = store.ledger().spend_by_model()
+        finally:
+            store.close()
+        for (stage, model), spend in found.items():
+            into = total.setdefault(stage, {}).setdefault(model, dict.fromkeys(spend, 0))
+            for key, value in spend.items():
                 into[key] = round(into[key] + value, 6) if key == "cost_usd" else into[key] + value
     return total
 

@@ -16,7 +16,8 @@ from typing import Any
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import DEFAULT_CHECK_PROMPT, PromptTemplate
 from dvsynth.records import CheckVerdict, DualView
-from dvsynth.validators.judge import parse_label, take_answer
+from dvsynth.validators.decide import Answer, Decided, Escalating, Reading, Single
+from dvsynth.validators.judge import parse_label, probability_of_yes, take_answer
 from dvsynth.validators.rules import generated_instructions
 from dvsynth.validators.step import StepOutcome
 
@@ -41,7 +42,7 @@ class CheckOutcome(StepOutcome):
 
 
 @dataclass
-class InstructionCheck:
+class InstructionCheck(Decided):
     """The check as a validation step (`validators.step.Step`); records its verdicts on
     the row (`checks`)."""
 
@@ -49,14 +50,25 @@ class InstructionCheck:
     template: PromptTemplate
     name: str = "check"
     reason_prefix: str = "check"
+    decider: Single | Escalating | None = None  # None: `client` alone
+    threshold: float = 0.5  # P(yes) that keeps, where a cascade reads log-probabilities
 
     def settings(self) -> dict[str, Any]:
-        return {"prompt": self.template.name, "prompt_sha256": self.template.sha256}
+        found: dict[str, Any] = {
+            "prompt": self.template.name,
+            "prompt_sha256": self.template.sha256,
+        }
+        if isinstance(self.decider, Escalating):  # the plain check keeps its old hash
+            found["escalation"] = self.decider.settings()
+            found["threshold"] = self.threshold
+        return found
 
     def describe(self) -> str:
         return (
             f"an LLM instruction check (prompt `{self.template.name}`: is each generated "
-            "instruction a need a user could state without seeing the passages?)"
+            "instruction a need a user could state without seeing the passages?"
+            + (f"; {self.decider.describe()}" if isinstance(self.decider, Escalating) else "")
+            + ")"
         )
 
     async def __call__(self, row: DualView) -> CheckOutcome:
@@ -84,15 +96,28 @@ class InstructionCheck:
         outcome.reasons = sorted(set(outcome.reasons))
         return outcome
 
+    def _read(self, completion: Completion) -> list[Reading]:
+        """The word decides alone for one judge (as before cascades); in a cascade P(yes)
+        against the threshold decides where there is one, as for the judge."""
+        ok = parse_answer(completion.text)
+        probability = probability_of_yes(completion.text, completion.logprobs, completion.tokens)
+        if isinstance(self.decider, Escalating) and ok is not None and probability is not None:
+            ok = probability >= self.threshold
+        return [(ok, probability)]
+
     async def _check_one(
         self, query: str, name: str, instruction: str
-    ) -> tuple[CheckVerdict, Completion]:
+    ) -> tuple[CheckVerdict, Answer]:
+        assert self.decider is not None
         messages = self.template.render(query=query, instruction=instruction)
-        completion = await self.client.complete(messages, answer_choices=ANSWER_CHOICES)
+        answer = await self.decider.ask(messages, self._read, ANSWER_CHOICES)
+        ok, probability = answer.readings[0]
         verdict = CheckVerdict(
             field=name,  # type: ignore[arg-type]
-            ok=parse_answer(completion.text),
-            model=self.client.model,
-            raw=completion.text[:200],
+            ok=ok,
+            model=answer.model,
+            raw=answer.raw[:200],
+            probability=None if probability is None else round(probability, 4),
+            escalation=answer.escalations[0] if answer.escalations else None,
         )
-        return verdict, completion
+        return verdict, answer

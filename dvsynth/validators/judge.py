@@ -4,7 +4,12 @@ Four pointwise calls per pair, (view a, view b) x (doc_a, doc_b), so the order i
 documents appear can never bias a verdict. A pair passes only if view a admits doc_a
 and excludes doc_b, and view b the reverse. In reverse mode view a is the seed's own
 instruction: it is judged like the generated one, because seed instructions (such as
-Promptriever's) are themselves noisy.
+Promptriever's) are themselves noisy; `views="generated"` trusts the seed instead and
+judges view b alone (bootstrap rows, with no seed view, are always judged whole).
+`protocol="joint"` asks once per view for both documents, labelled 1 and 2, in an order
+fixed by the pair id and swapped for half the pairs; a reply that labels one document
+only is unparsable for both. Who answers is the `decider` (`validators.decide`): one
+judge, or a cheap one that escalates to a strong one where it is unsure.
 
 The verdict is the yes or no the judge wrote; text with neither is unparsable. Where
 the provider returns log-probabilities for the token that wrote it, P(yes) there against
@@ -14,19 +19,25 @@ the provider returns log-probabilities for the token that wrote it, P(yes) there
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dvsynth.errors import AwaitingBatch, RowError, UserError
 from dvsynth.llm.client import Completion, LLMClient
 from dvsynth.prompts import PromptTemplate
 from dvsynth.records import EXPECTED, Doc, DualView, Verdict
+from dvsynth.validators.decide import Answer, Decided, Escalating, Reading, Single
 from dvsynth.validators.step import StepOutcome
 
 ANSWER_CHOICES = ("yes", "no")
 _LABEL = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+#: "1: yes", "**2** - No", "Document 1: yes": a joint judgment's label for one document.
+_JOINT_LABEL = re.compile(
+    r"(?:document\s*)?\**([12])\**\s*[:.)=-]\s*\**\s*(yes|no)\b", re.IGNORECASE
+)
 
 
 def parse_label(text: str) -> bool | None:
@@ -54,7 +65,20 @@ def probability_of_yes(
     A low-probability "Yes" among the alternatives of a leading "**" is not a verdict.
     """
     match = _LABEL.search(text or "")
-    if match is None or not logprobs:
+    if match is None:
+        return None
+    return _probability_at(text, match.start(1), match.group(1).lower(), logprobs, tokens)
+
+
+def _probability_at(
+    text: str,
+    at: int,
+    word: str,
+    logprobs: list[dict[str, float]] | None,
+    tokens: list[str] | None,
+) -> float | None:
+    """P(yes) among the alternatives of the token that writes `word` at offset `at`."""
+    if not logprobs:
         return None
     if tokens is None:  # cached before the produced token was kept: the likeliest one
         tokens = [max(alts, key=alts.__getitem__) if alts else "" for alts in logprobs]
@@ -63,18 +87,45 @@ def probability_of_yes(
         start, end = end, end + len(token)
         if text[start:end] != token:
             return None
-        if end <= match.start():
+        if end <= at:
             continue
-        if _bare(token) != match.group(1).lower():
+        if _bare(token) != word:
             return None
         mass = {"yes": 0.0, "no": 0.0}
         for alternative, logprob in alternatives.items():
-            word = _bare(alternative)
-            if word in mass:
-                mass[word] += math.exp(logprob)
+            bare = _bare(alternative)
+            if bare in mass:
+                mass[bare] += math.exp(logprob)
         total = mass["yes"] + mass["no"]
         return mass["yes"] / total if total > 0 else None
     return None
+
+
+def parse_joint(
+    text: str, logprobs: list[dict[str, float]] | None = None, tokens: list[str] | None = None
+) -> list[tuple[bool | None, float | None]]:
+    """(label, P(yes)) for documents 1 and 2 of a joint judgment. A reply that does not
+    label both exactly once (one only, or one twice with different words) is unparsable
+    for both: half an answer is not a judgment of the pair."""
+    found: dict[str, list[re.Match[str]]] = {"1": [], "2": []}
+    for match in _JOINT_LABEL.finditer(text or ""):
+        found[match.group(1)].append(match)
+    readings: list[tuple[bool | None, float | None]] = []
+    for number in ("1", "2"):
+        words = {m.group(2).lower() for m in found[number]}
+        if len(words) != 1:
+            return [(None, None), (None, None)]
+        match = found[number][0]
+        word = match.group(2).lower()
+        probability = _probability_at(text, match.start(2), word, logprobs, tokens)
+        readings.append((word == "yes", probability))
+    return readings
+
+
+def joint_swapped(pair_id: str) -> bool:
+    """Whether doc_b comes first in this pair's joint judgments: half the pairs, by a
+    stable hash of the pair id, so position bias cannot favour either document."""
+    return int(hashlib.sha256(f"joint:{pair_id}".encode()).hexdigest()[:8], 16) % 2 == 1
 
 
 @dataclass
@@ -86,7 +137,7 @@ class JudgeOutcome(StepOutcome):
 
 
 @dataclass
-class Judge:
+class Judge(Decided):
     """The judge as a validation step (`validators.step.Step`)."""
 
     client: LLMClient
@@ -97,9 +148,14 @@ class Judge:
     logprobs: bool = True
     name: str = "judge"
     reason_prefix: str = "judge"
+    views: Literal["all", "generated"] = "all"
+    protocol: Literal["pointwise", "joint"] = "pointwise"
+    decider: Single | Escalating | None = None  # None: `client` alone
+    pointwise_template: PromptTemplate | None = None  # other negatives, with joint
 
     def settings(self) -> dict[str, Any]:
-        return {
+        assert self.decider is not None
+        found: dict[str, Any] = {
             "model": self.client.model,
             "prompt": self.template.name,
             "prompt_sha256": self.template.sha256,
@@ -108,18 +164,42 @@ class Judge:
             "logprobs": self.logprobs,
             "negatives": self.negatives,
         }
+        # Only what differs from the plain judge, so that runs judged before these
+        # levers existed keep their settings hash.
+        if self.views != "all":
+            found["views"] = self.views
+        if self.protocol != "pointwise":
+            found["protocol"] = self.protocol
+            if self.negatives and self.pointwise_template is not None:
+                found["negatives_prompt_sha256"] = self.pointwise_template.sha256
+        if isinstance(self.decider, Escalating):
+            found["escalation"] = self.decider.settings()
+        return found
 
     def describe(self) -> str:
+        assert self.decider is not None
         negatives = (
             "; each other negative judged under view b, kept there only if not relevant"
             if self.negatives
             else "; other negatives not judged, so view b carries none"
         )
+        calls = (
+            "2 joint judgments per pair (one per view, both documents labelled, their order "
+            "swapped for half the pairs)"
+            if self.protocol == "joint"
+            else "4 pointwise judgments per pair"
+        )
+        views = (
+            "; in reverse mode view a was taken from the seed unjudged (only the generated "
+            "view b was judged); bootstrap rows were judged whole"
+            if self.views == "generated"
+            else ""
+        )
         return (
-            f"LLM judge `{self.client.model}` (prompt `{self.template.name}`, 4 pointwise "
-            f"judgments per pair, P(yes) threshold {self.threshold} where log-probabilities "
-            f"were {'requested' if self.logprobs else 'not used'}, temperature 0, max tokens "
-            f"{self.max_tokens}{negatives})"
+            f"LLM judge {self.decider.describe()} (prompt `{self.template.name}`, {calls}, "
+            f"P(yes) threshold {self.threshold} where log-probabilities were "
+            f"{'requested' if self.logprobs else 'not used'}, temperature 0, max tokens "
+            f"{self.max_tokens}{negatives}{views})"
         )
 
     async def __call__(self, row: DualView) -> JudgeOutcome:
@@ -132,17 +212,28 @@ class Judge:
         prov.judge_prompt_name = self.template.name
         prov.judge_prompt_sha256 = self.template.sha256
         prov.judge_threshold = self.threshold
+        prov.judge_views = "generated" if self.trusts_view_a(row) else None
         return outcome
 
+    def trusts_view_a(self, row: DualView) -> bool:
+        """View a is the seed's own (reverse mode) and `views="generated"` trusts it."""
+        return self.views == "generated" and row.mode == "reverse"
+
+    def judged_views(self, row: DualView) -> tuple[str, ...]:
+        return ("b",) if self.trusts_view_a(row) else ("a", "b")
+
     async def judge(self, row: DualView) -> JudgeOutcome:
-        """The four judgments (plus one per other negative under view b, when on).
+        """The judgments of the views judged (plus one per other negative under view b,
+        when on).
 
         A provider fault that may pass (rate limit, timeout, 5xx) or a bug here goes to
         `transient`: the row is retried on the next run, with answered calls cached.
         """
-        jobs: list[tuple[str, str, Doc | None]] = [
-            (view, doc, None) for view in ("a", "b") for doc in ("a", "b")
-        ]
+        views = self.judged_views(row)
+        if self.protocol == "joint":
+            jobs: list[tuple[str, str, Doc | None]] = [(view, "both", None) for view in views]
+        else:
+            jobs = [(view, doc, None) for view in views for doc in ("a", "b")]
         if self.negatives:
             jobs += [("b", "other", other) for other in row.other_negatives]
         results = await asyncio.gather(
@@ -151,49 +242,94 @@ class Judge:
         )
         outcome = JudgeOutcome()
         negatives_b: list[str] = []
-        for (view, doc, other), result in zip(jobs, results, strict=True):
+        for (_, _, other), result in zip(jobs, results, strict=True):
             answered = take_answer(outcome, result, "judge")
             if answered is None:
                 continue
-            verdict, _ = answered
-            outcome.verdicts.append(verdict)
-            if other is not None:
-                if verdict.relevant is False:  # only a clear "no" makes it a negative
-                    negatives_b.append(other.doc_id)
-                continue
-            if verdict.relevant is None:
-                outcome.reasons.append(f"judge:view_{view}:doc_{doc}_unparsable")
-            elif verdict.relevant != EXPECTED[(view, doc)]:
-                state = "relevant" if verdict.relevant else "not_relevant"
-                outcome.reasons.append(f"judge:view_{view}:doc_{doc}_{state}")
+            verdicts, _ = answered
+            outcome.verdicts.extend(verdicts)
+            for verdict in verdicts:
+                if other is not None:
+                    if verdict.relevant is False:  # only a clear "no" makes it a negative
+                        negatives_b.append(other.doc_id)
+                    continue
+                view, doc = verdict.view, verdict.doc
+                if verdict.relevant is None:
+                    outcome.reasons.append(f"judge:view_{view}:doc_{doc}_unparsable")
+                elif verdict.relevant != EXPECTED[(view, doc)]:
+                    state = "relevant" if verdict.relevant else "not_relevant"
+                    outcome.reasons.append(f"judge:view_{view}:doc_{doc}_{state}")
         outcome.reasons = sorted(set(outcome.reasons))
         outcome.transient = sorted(set(outcome.transient))
         outcome.negatives_b = negatives_b if self.negatives else None
         return outcome
 
-    async def _judge_one(
-        self, row: DualView, view: str, doc: str, other: Doc | None = None
-    ) -> tuple[Verdict, Completion]:
-        instruction = row.instruction_a if view == "a" else row.instruction_b
-        document: Doc = other or (row.doc_a if doc == "a" else row.doc_b)
-        messages = self.template.render(
-            query=row.query, instruction=instruction or "", document=document
-        )
-        completion = await self.client.complete(messages, answer_choices=ANSWER_CHOICES)
+    def _read(self, completion: Completion) -> list[Reading]:
         relevant = parse_label(completion.text)
         probability = probability_of_yes(completion.text, completion.logprobs, completion.tokens)
-        if probability is not None:
-            relevant = probability >= self.threshold
-        verdict = Verdict(
-            view=view,  # type: ignore[arg-type]
-            doc=doc,  # type: ignore[arg-type]
-            doc_id=other.doc_id if other is not None else None,
-            relevant=relevant,
-            probability=None if probability is None else round(probability, 4),
-            model=self.client.model,
-            raw=completion.text[:200],
+        return [self._decided(relevant, probability)]
+
+    def _read_joint(self, completion: Completion) -> list[Reading]:
+        readings = parse_joint(completion.text, completion.logprobs, completion.tokens)
+        return [self._decided(label, probability) for label, probability in readings]
+
+    def _decided(self, label: bool | None, probability: float | None) -> Reading:
+        """P(yes) against the threshold decides where there is one and a word was written."""
+        if label is not None and probability is not None:
+            label = probability >= self.threshold
+        return label, probability
+
+    async def _judge_one(
+        self, row: DualView, view: str, doc: str, other: Doc | None = None
+    ) -> tuple[list[Verdict], Answer]:
+        assert self.decider is not None
+        instruction = (row.instruction_a if view == "a" else row.instruction_b) or ""
+        if doc == "both":
+            order = ("b", "a") if joint_swapped(row.pair_id) else ("a", "b")
+            return await self.ask_joint(row, view, order)
+        else:
+            document: Doc = other or (row.doc_a if doc == "a" else row.doc_b)
+            template = self.template
+            if other is not None and self.protocol == "joint":
+                template = self.pointwise_template or self.template
+            messages = template.render(query=row.query, instruction=instruction, document=document)
+            answer = await self.decider.ask(messages, self._read, ANSWER_CHOICES)
+            docs = [doc]
+        return self._verdicts(view, docs, other, answer, "pointwise"), answer
+
+    async def ask_joint(
+        self, row: DualView, view: str, order: tuple[str, str]
+    ) -> tuple[list[Verdict], Answer]:
+        """One joint judgment of `view`, the documents in `order` (("a", "b"): doc_a is
+        document 1); calibrate asks both orders to measure position bias."""
+        assert self.decider is not None
+        instruction = (row.instruction_a if view == "a" else row.instruction_b) or ""
+        first, second = (row.doc_a if d == "a" else row.doc_b for d in order)
+        messages = self.template.render(
+            query=row.query, instruction=instruction, first=first, second=second
         )
-        return verdict, completion
+        answer = await self.decider.ask(messages, self._read_joint, ANSWER_CHOICES)
+        return self._verdicts(view, list(order), None, answer, "joint"), answer
+
+    def _verdicts(
+        self, view: str, docs: list[str], other: Doc | None, answer: Answer, protocol: str
+    ) -> list[Verdict]:
+        return [
+            Verdict(
+                view=view,  # type: ignore[arg-type]
+                doc=name,  # type: ignore[arg-type]
+                doc_id=other.doc_id if other is not None else None,
+                relevant=relevant,
+                probability=None if probability is None else round(probability, 4),
+                model=answer.model,
+                raw=answer.raw[:200],
+                escalation=answer.escalations[i] if answer.escalations else None,
+                protocol=protocol,  # type: ignore[arg-type]
+            )
+            for i, (name, (relevant, probability)) in enumerate(
+                zip(docs, answer.readings, strict=False)
+            )
+        ]
 
 
 def take_answer(outcome: Any, result: Any, prefix: str) -> Any:
@@ -212,5 +348,6 @@ def take_answer(outcome: Any, result: Any, prefix: str) -> Any:
         outcome.transient.append(f"{prefix}:internal:{type(result).__name__}")
         outcome.errors.append(f"{type(result).__name__}: {result}"[:300])
         return None
-    outcome.add_call(result[1])
+    for model, completion in result[1].calls:
+        outcome.add_call(completion, model)
     return result

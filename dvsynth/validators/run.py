@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,13 +33,14 @@ from dvsynth.llm.batch.rounds import (
     run_rounds,
 )
 from dvsynth.llm.client import LLMClient
-from dvsynth.prompts import load_template
+from dvsynth.prompts import DEFAULT_JOINT_JUDGE_PROMPT, DEFAULT_JUDGE_PROMPT, load_template
 from dvsynth.records import DualView
 from dvsynth.runs.commit_window import CommitWindow
 from dvsynth.runs.loop import run_stage_loop
 from dvsynth.runs.pipeline import bounded_map, unless_waiting
 from dvsynth.runs.spend import spend_of
 from dvsynth.runs.store import RunStore, read_manifest
+from dvsynth.validators.decide import Escalating, Single, no_logprobs_provider
 from dvsynth.validators.dedup import Dedup, pair_text
 from dvsynth.validators.instruction_check import InstructionCheck
 from dvsynth.validators.judge import Judge
@@ -62,6 +64,8 @@ class ValidateStats:
     judge_cost_unknown: int = 0
     cached_calls: int = 0
     waiting: int = 0  # rows waiting on a batch's answers (batch mode): still pending
+    questions: int = 0  # a cascade's judgments and checks
+    escalated: int = 0  # of those, decided by the strong judge
     reasons: Counter[str] = field(default_factory=Counter)
     batch: Any = None  # llm.batch.rounds.BatchRound, in batch mode
     estimate: Any = None  # llm.cost.CostEstimate, in a dry run
@@ -97,21 +101,52 @@ def _generator_models(runs: list[Path]) -> list[str]:
     return sorted({read_manifest(r).get("identity", {}).get("model", "") for r in runs} - {""})
 
 
-def _judge_client(config: ValidateConfig, model: str) -> LLMClient:
+def _judge_client(
+    config: ValidateConfig,
+    model: str,
+    api_base: str | None = None,
+    extra_api_bases: list[str] | None = None,
+    api_key_env: str | None = None,
+    role: str = "judge",
+) -> LLMClient:
     local = model.startswith("local/")
     return LLMClient(
         model,
-        api_base=config.judge_api_base,
-        extra_api_bases=config.judge_extra_api_bases,
+        api_base=api_base,
+        extra_api_bases=extra_api_bases or [],
         temperature=0.0,
         max_tokens=config.judge_max_tokens,
         **config.client_options(),
         extra_params={"logprobs": True, "top_logprobs": 5}
         if config.judge_logprobs and not local
         else None,
-        api_key_env=config.judge_api_key_env,
-        options=config.option_names("judge"),
+        api_key_env=api_key_env,
+        options=config.option_names(role),
     )
+
+
+def judge_clients(config: ValidateConfig) -> tuple[LLMClient, LLMClient | None]:
+    """The judge's client and, with `escalate_to`, the strong judge's (its own server
+    and key: none inherited from the cheap judge)."""
+    assert config.judge_model is not None
+    cheap = _judge_client(
+        config,
+        config.judge_model,
+        config.judge_api_base,
+        config.judge_extra_api_bases,
+        config.judge_api_key_env,
+    )
+    if config.escalate_to is None:
+        return cheap, None
+    strong = _judge_client(
+        config,
+        config.escalate_to,
+        config.escalate_api_base,
+        None,
+        config.escalate_api_key_env,
+        role="escalate",
+    )
+    return cheap, strong
 
 
 def default_steps(config: ValidateConfig) -> list[Step]:
@@ -125,11 +160,32 @@ def default_steps(config: ValidateConfig) -> list[Step]:
         return steps
     if config.judge_model is None:
         raise UserError("--judge-model: required (or --no-judge)")
-    template = load_template(config.judge_prompt)
-    client = _judge_client(config, config.judge_model)
+    if config.escalate_margin == "auto":
+        raise UserError(
+            "--escalate-margin auto: resolve it first (validators.margin.resolve_margin)"
+        )
+    prompt = config.judge_prompt
+    if config.judge_protocol == "joint" and prompt == DEFAULT_JUDGE_PROMPT:
+        prompt = DEFAULT_JOINT_JUDGE_PROMPT
+    template = load_template(prompt)
+    _check_judge_template(template, config.judge_protocol)
+    client, strong = judge_clients(config)
     client.check(require_key=not config.dry_run)
+    decider: Single | Escalating = Single(client)
+    if strong is not None:
+        strong.check(require_key=not config.dry_run)
+        decider = Escalating(
+            client, strong, float(config.escalate_margin), picked=config._margin_picked
+        )
     if config.instruction_check:
-        steps.append(InstructionCheck(client, load_template(config.check_prompt)))
+        steps.append(
+            InstructionCheck(
+                client,
+                load_template(config.check_prompt),
+                decider=decider,
+                threshold=config.judge_threshold,
+            )
+        )
     steps.append(
         Judge(
             client,
@@ -138,9 +194,43 @@ def default_steps(config: ValidateConfig) -> list[Step]:
             negatives=config.judge_negatives,
             max_tokens=config.judge_max_tokens,
             logprobs=config.judge_logprobs,
+            views=config.judge_views,
+            protocol=config.judge_protocol,
+            decider=decider,
+            pointwise_template=load_template(DEFAULT_JUDGE_PROMPT)
+            if config.judge_protocol == "joint"
+            else None,
         )
     )
     return steps
+
+
+def _check_judge_template(template: Any, protocol: str) -> None:
+    """A joint judge renders `first` and `second`, a pointwise one `document`: the other
+    protocol's template would fail on every row, so it is refused before the first."""
+    needs = ("first", "second") if protocol == "joint" else ("document",)
+    if not all(re.search(r"\{\{[^}]*\b" + name + r"\b", template.source) for name in needs):
+        shown = " and ".join("{{ " + n + " }}" for n in needs)
+        bundled = DEFAULT_JOINT_JUDGE_PROMPT if protocol == "joint" else DEFAULT_JUDGE_PROMPT
+        raise UserError(
+            f"--judge-prompt {template.name}: --judge-protocol {protocol} needs a template "
+            f"that uses {shown} (bundled: {bundled})"
+        )
+
+
+def escalation_notice(config: ValidateConfig) -> str | None:
+    """What a user must know before a cascade runs: a cheap judge that gives no
+    log-probabilities sends every question on to the strong one."""
+    if config.escalate_to is None or not config.judge_model:
+        return None
+    cheap, _ = judge_clients(config)
+    if cheap.is_local or no_logprobs_provider(cheap):
+        return (
+            f"--escalate-to {config.escalate_to}: {config.judge_model} returns no "
+            "log-probabilities, so every judgment and check escalates to the strong judge "
+            "(the cascade then costs more than the strong judge alone)"
+        )
+    return None
 
 
 def preflight(config: ValidateConfig, generator_model: str) -> None:
@@ -150,6 +240,11 @@ def preflight(config: ValidateConfig, generator_model: str) -> None:
     check_options(config)
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generator_model})
+    if config.judge and config.escalate_margin == "auto":
+        from dvsynth.evaluate.gold import load_gold
+
+        load_gold(config.escalate_gold, "--gold")  # a bad gold set fails before generation
+        config = config.model_copy(update={"escalate_margin": 0.2})  # picked when validate starts
     default_steps(config)
 
 
@@ -159,6 +254,11 @@ def check_options(config: ValidateConfig) -> None:
     config.check_engine()
     if config.max_cost is not None and not config.batched:
         raise UserError("--max-cost: on validate it caps batch submissions; use it with --batch")
+    if config.escalate_to is not None and config.engine == "ray":
+        raise UserError(
+            "--escalate-to: not with --engine ray yet (its pipeline runs one model); use "
+            "the online engine or --batch"
+        )
 
 
 def build_validator(
@@ -201,11 +301,29 @@ def validate_runs(
     generators = _generator_models(config.runs)
     if config.judge and config.judge_model is None:
         config = config.model_copy(update={"judge_model": generators[0]})
+    if config.judge and config.escalate_margin == "auto" and steps is None:
+        if config.dry_run:  # sends nothing, so picks nothing: cheap calls are what it prices
+            config = config.model_copy(update={"escalate_margin": 0.2})
+            if on_notice:
+                on_notice(
+                    "--escalate-margin auto: picked on the gold set when validate runs; "
+                    "this estimate holds the cheap judge's calls (escalations come after)"
+                )
+        else:
+            config = _pick_margin(config, on_notice)
     validator, settings = build_validator(config, steps)  # bad options fail before warnings
     if config.judge and config.judge_model in generators and on_notice:
         on_notice(
             f"--judge-model {config.judge_model} is also the generator: a model tends to "
             "approve its own output; a different judge is a stronger check"
+        )
+    notice = escalation_notice(config) if config.judge else None
+    if notice and on_notice:
+        on_notice(notice)
+    if config.dry_run and config.judge and config.escalate_to and on_notice:
+        on_notice(
+            f"--dry-run: the estimate holds {config.judge_model}'s calls; those it escalates "
+            f"(at most one each) go to {config.escalate_to} on top"
         )
     digest = settings_hash(settings)
     stores = _open_stores(config.runs)
@@ -246,6 +364,23 @@ def validate_runs(
     return stats
 
 
+def _pick_margin(config: ValidateConfig, on_notice: Callable[[str], None] | None) -> ValidateConfig:
+    """`--escalate-margin auto` resolved on the gold set, its calls cached in the first
+    run's database: a rerun of the same validate picks the same margin without paying
+    for the gold set's calls again."""
+    from dvsynth.validators.margin import resolve_margin
+
+    stores = _open_stores(config.runs)
+    try:
+        config, picked = resolve_margin(config, stores[0].cache)
+    finally:
+        for store in stores:
+            store.close()
+    if on_notice:
+        on_notice(picked.describe())
+    return config
+
+
 async def _validate_stores(
     stores: list[RunStore],
     validator: Validator,
@@ -258,13 +393,16 @@ async def _validate_stores(
     """Every store's pending rows, run after run, in the caller's one event loop; in
     batch mode (or a dry run) as rounds of `llm.batch.rounds`, one lane per run."""
     clients = validator.clients()
-    lanes: list[Lane | None] = [None] * len(stores)
+    # Per run, one lane per judge model: a cascade's escalated calls queue in the strong
+    # judge's lane, after the cheap answers came back (a second round).
+    lanes: list[dict[int, Lane]] = [{} for _ in stores]
 
     async def one_pass() -> None:
         stats.waiting = 0
-        for store, lane in zip(stores, lanes, strict=True):
+        for store, by_client in zip(stores, lanes, strict=True):
             for client in clients:
                 client.cache = store.cache  # each run caches its own calls
+                lane = by_client.get(id(client))
                 client.batch = lane.session if lane is not None else None
             rows = store.iter_pending_validation(settings_hash)
             await _validate_store(
@@ -281,15 +419,19 @@ async def _validate_stores(
     try:
         if clients and (config.batched or config.dry_run or config.engine == "ray"):
             judge = clients[0]
-            provider = None
-            if config.batch:
-                provider = provider_for(
-                    judge.model, judge.provider()[0], config.judge_api_base, judge.api_key
-                )
-            lanes[:] = [
-                make_lane(s.ledger(), VALIDATE, judge, provider, _run_tag(s)) for s in stores
-            ]
-            chosen = [lane for lane in lanes if lane is not None]
+            providers: dict[int, Any] = {}
+            for client in clients:
+                providers[id(client)] = None
+                if config.batch:
+                    providers[id(client)] = provider_for(
+                        client.model, client.provider()[0], client.api_base, client.api_key
+                    )
+            for store, by_client in zip(stores, lanes, strict=True):
+                for client in clients:
+                    by_client[id(client)] = make_lane(
+                        store.ledger(), VALIDATE, client, providers[id(client)], _run_tag(store)
+                    )
+            chosen = [lane for by_client in lanes for lane in by_client.values()]
             mean = _mean_tokens(chosen, config)
             if config.dry_run:
                 stats.estimate = await dry_run(chosen, one_pass, mean)
@@ -381,6 +523,10 @@ def _count(stats: ValidateStats, row: DualView, outcome: StepOutcome) -> None:
         stats.failed += 1
     elif row.status == "rejected":
         stats.rejected[row.stages[-1]] += 1  # the step that rejected it ran last
+    for verdict in [*row.verdicts, *row.checks]:
+        if verdict.escalation is not None:
+            stats.questions += 1
+            stats.escalated += verdict.escalation.escalated
     if outcome.prompt_tokens or outcome.completion_tokens or outcome.cached_calls:
         stats.cached_calls += outcome.cached_calls
         stats.judge_prompt_tokens += outcome.prompt_tokens

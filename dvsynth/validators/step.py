@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from dvsynth.errors import AwaitingBatch
-from dvsynth.records import DualView, Usage
+from dvsynth.records import DualView, JudgeSpend, Usage
 
 
 @dataclass
@@ -28,23 +28,57 @@ class StepOutcome:
     completion_tokens: int = 0
     cost_usd: float | None = 0.0  # None: some call had no known price
     cached_calls: int = 0
+    # The same spend by model (a cascade's two judges apart): `records.JudgeSpend`.
+    by_model: dict[str, JudgeSpend] = field(default_factory=dict)
+    # Every call's tokens and cost by model, cached ones too: what the setting costs
+    # without a cache (calibrate scores several settings on one cache).
+    worth: dict[str, JudgeSpend] = field(default_factory=dict)
 
     def add(self, other: StepOutcome) -> None:
         """Add another step's spend (reasons stay each step's own)."""
         self._spend(other.prompt_tokens, other.completion_tokens, other.cost_usd)
         self.cached_calls += other.cached_calls
+        for mine, theirs in ((self.by_model, other.by_model), (self.worth, other.worth)):
+            for model, spend in theirs.items():
+                _merge(mine.setdefault(model, JudgeSpend()), spend)
 
-    def add_call(self, completion: Any) -> None:
+    def add_call(self, completion: Any, model: str | None = None) -> None:
         """Add one LLM call's spend; a cached answer was paid before and only counts."""
+        if model:
+            _take(self.worth.setdefault(model, JudgeSpend()), completion, paid=True)
+            _take(self.by_model.setdefault(model, JudgeSpend()), completion, not completion.cached)
         if completion.cached:
             self.cached_calls += 1
-        else:
-            self._spend(completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
+            return
+        self._spend(completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
 
     def _spend(self, prompt: int, completion: int, cost: float | None) -> None:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
         self.cost_usd = None if cost is None or self.cost_usd is None else self.cost_usd + cost
+
+
+def _plus(total: float | None, cost: float | None) -> float | None:
+    return None if total is None or cost is None else total + cost
+
+
+def _take(spend: JudgeSpend, completion: Any, paid: bool) -> None:
+    """One call into `spend`: counted; its tokens and cost too when `paid`."""
+    spend.calls += 1
+    if not paid:
+        spend.cached_calls += 1
+        return
+    spend.prompt_tokens += completion.prompt_tokens
+    spend.completion_tokens += completion.completion_tokens
+    spend.cost_usd = _plus(spend.cost_usd, completion.cost_usd)
+
+
+def _merge(into: JudgeSpend, spend: JudgeSpend) -> None:
+    into.calls += spend.calls
+    into.cached_calls += spend.cached_calls
+    into.prompt_tokens += spend.prompt_tokens
+    into.completion_tokens += spend.completion_tokens
+    into.cost_usd = _plus(into.cost_usd, spend.cost_usd)
 
 
 @runtime_checkable
@@ -97,7 +131,13 @@ class Validator:
     def clients(self) -> list[Any]:
         """The LLM clients of the steps, each once: the runner sets their cache and closes
         them in the event loop that used them."""
-        found = {id(c): c for s in self.steps if (c := getattr(s, "client", None)) is not None}
+        found: dict[int, Any] = {}
+        for step in self.steps:
+            clients = getattr(step, "clients", None)
+            if clients is None:
+                client = getattr(step, "client", None)
+                clients = [] if client is None else [client]
+            found.update((id(c), c) for c in clients)
         return list(found.values())
 
 
@@ -116,6 +156,7 @@ def _settle(row: DualView, outcome: StepOutcome, spent: StepOutcome) -> DualView
             prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens
         )
         row.provenance.judge_cost_usd = spent.cost_usd
+        row.provenance.judge_spend = dict(sorted(spent.by_model.items())) or None
     return row
 
 

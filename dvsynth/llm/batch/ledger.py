@@ -211,6 +211,23 @@ class BatchLedger:
             }
         return out
 
+    def spend_by_model(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """`spend`, per (stage, model): a judge cascade's two models apart."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for stage, model, answered, prompt, completion, cost, unpriced in self._db.execute(
+            "SELECT stage, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), "
+            "SUM(cost_usd), SUM(cost_usd IS NULL) FROM batch_requests "
+            "WHERE state = 'answered' GROUP BY stage, model"
+        ).fetchall():
+            out[(stage, model)] = {
+                "answered": answered,
+                "prompt_tokens": int(prompt or 0),
+                "completion_tokens": int(completion or 0),
+                "cost_usd": round(float(cost or 0.0), 6),
+                "unpriced": int(unpriced or 0),
+            }
+        return out
+
     def in_flight(self) -> Iterator[tuple[str, str, str]]:
         """(stage, model, body) of every request a provider may be running now: assigned
         to a batch that is not a `--batch-out` file and not yet collected (what

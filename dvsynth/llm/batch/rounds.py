@@ -191,10 +191,36 @@ def estimate_open(lanes: list[Lane], mean: tuple[float, str], include_new: bool)
     """The cost estimate of the calls that would be sent now (`llm.cost.estimate`)."""
     from dvsynth.llm.cost import estimate
 
-    models = {lane.engine.model for lane in lanes}
-    model = next(iter(models)) if models else ""
-    calls = (messages for _, messages in _open_messages(lanes, include_new))
-    return estimate(model, calls, mean[0], mean[1])
+    models = list(dict.fromkeys(lane.engine.model for lane in lanes))
+    if len(models) <= 1:  # one model: streamed, as every stage but a cascade has
+        calls = (messages for _, messages in _open_messages(lanes, include_new))
+        return estimate(models[0] if models else "", calls, mean[0], mean[1])
+    by_model: dict[str, list[list[Any]]] = {model: [] for model in models}
+    for model, messages in _open_messages(lanes, include_new):
+        by_model[model].append(messages)
+    parts = [estimate(m, iter(found), mean[0], mean[1]) for m, found in by_model.items()]
+    return _combined([p for p in parts if p.calls] or parts[:1])
+
+
+def _combined(parts: list[Any]) -> Any:
+    """Estimates of several models (a judge cascade's two) as one: calls, tokens and
+    USD summed (unknown if any part's price is), the models named together."""
+    from dataclasses import replace
+
+    def total(name: str) -> float | None:
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else sum(values)
+
+    return replace(
+        parts[0],
+        calls=sum(p.calls for p in parts),
+        prompt_tokens=sum(p.prompt_tokens for p in parts),
+        completion_tokens=sum(p.completion_tokens for p in parts),
+        online_usd=total("online_usd"),
+        batch_usd=total("batch_usd"),
+        model=" + ".join(p.model for p in parts),
+        fallback_calls=sum(p.fallback_calls for p in parts),
+    )
 
 
 async def dry_run(
