@@ -711,3 +711,57 @@ def test_a_judge_template_of_the_other_protocol_is_refused_before_any_row(
     assert result.code == 2 and message in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
     assert judged_instructions(fake_server) == []
+
+
+def test_gold_answers_bought_to_pick_the_margin_survive_a_kill(tmp_path):
+    """They belong to no row, so no row's commit carries them: each is committed as it
+    comes, and the rerun after a SIGKILL asks none of them again."""
+    import sqlite3
+
+    from dvsynth.evaluate.gold import BUNDLED_GOLD, read_gold
+    from dvsynth.fakes.gold_judges import GoldJudges
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(BUNDLED_GOLD.read_text(encoding="utf-8"), encoding="utf-8")
+    seeds = lever_seeds(tmp_path / "seeds.jsonl", bootstrap=False)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    with FakeLLMServer(latency=0.02) as server:
+        GoldJudges(read_gold(gold)).install(server)
+        generate = subprocess.run(
+            [sys.executable, "-m", "dvsynth.cli", *generate_args(server, seeds, run)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert generate.returncode == 0, generate.stderr
+        margin = ["--escalate-margin", "auto", "--gold", gold, "--target-precision", "0.99"]
+        args = validate_args(
+            run,
+            server,
+            "--escalate-to",
+            "openai/gold-strong",
+            "--escalate-api-base",
+            server.api_base,
+            *margin,
+            "--concurrency",
+            "2",
+            judge="openai/gold-cheap",
+        )
+        server.prompts.clear()
+        command = [sys.executable, "-m", "dvsynth.cli", *map(str, args)]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while len(server.prompts) < 30 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        asked_before = Counter(server.prompts)
+        with sqlite3.connect(run / "dvsynth.sqlite") as db:
+            (kept,) = db.execute("SELECT COUNT(*) FROM responses").fetchone()
+        assert kept >= len(asked_before) - 2 * 2  # all but the calls in flight are saved
+        subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        asked = Counter(server.prompts)
+    again = sum(1 for key in asked_before if asked[key] > asked_before[key])
+    assert again <= 2 * 2, again  # at most the calls in flight at the kill repeat

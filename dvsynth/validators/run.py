@@ -372,13 +372,28 @@ def _pick_margin(config: ValidateConfig, on_notice: Callable[[str], None] | None
 
     stores = _open_stores(config.runs)
     try:
-        config, picked = resolve_margin(config, stores[0].cache)
+        config, picked = resolve_margin(config, _AnswersCommitted(stores[0]))
     finally:
         for store in stores:
             store.close()
     if on_notice:
         on_notice(picked.describe())
     return config
+
+
+class _AnswersCommitted:
+    """A run's response cache whose every new answer is committed at once: the gold-set
+    calls belong to no row, so nothing else would commit them before a kill."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def get_response(self, key: str) -> dict[str, Any] | None:
+        return self.store.cache.get_response(key)
+
+    def put_response(self, key: str, value: dict[str, Any]) -> None:
+        self.store.cache.put_response(key, value)
+        self.store.commit_answers()
 
 
 async def _validate_stores(
