@@ -3,8 +3,10 @@
 Makes a validated run of 50 seeds against the fake server, multiplies its rows in SQL
 to --rows (new seed and pair ids, the same texts), serves it with `dvsynth view`, and
 times each page: time to first byte and to the whole page, medians of --repeats. The
-first overview is timed apart (it reads every row once; later ones are cached until the
-database changes). Peak RSS is the server's (VmHWM). Raw JSON: benchmarks/out/.
+first overview is timed apart (it counts every row once, in the background: the page
+says how far it got until the figures are there; later ones are cached and only the
+chunks a change touched are counted again); so is a search and the overview right
+after one row changed. Peak RSS is the server's (VmHWM). Raw JSON: benchmarks/out/.
 
     python benchmarks/view_pages.py --rows 100000 --rows 10000
 """
@@ -75,6 +77,35 @@ def peak_rss_mib(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) / 1024
 
 
+def after_a_change(run: Path, host: str, port: int, base: str) -> dict:
+    """One row changed (as dedup writes it): a text search, then the overview polled
+    until its figures are fresh again (the changed chunk counted again)."""
+    db = sqlite3.connect(run / "dvsynth.sqlite")
+    with db:
+        db.execute(
+            "UPDATE rows SET dedup = 'dedup:near:x', outcome = 'rejected' WHERE seed_id = 's21'"
+        )
+    db.close()
+    search = timed(host, port, base + "/rows?q=number+17")
+    start = time.perf_counter()
+    while True:
+        if b'id="stale"' not in fetch(host, port, base + "/"):
+            break
+        time.sleep(0.05)
+    return {
+        "after one row changed: text search": {"total_s": round(search[1], 4)},
+        "after one row changed: overview fresh": {"total_s": round(time.perf_counter() - start, 4)},
+    }
+
+
+def fetch(host: str, port: int, path: str) -> bytes:
+    connection = http.client.HTTPConnection(host, port, timeout=120)
+    connection.request("GET", path)
+    body = connection.getresponse().read()
+    connection.close()
+    return body
+
+
 def measure(rows: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = make_run(Path(tmp), 50)
@@ -86,6 +117,10 @@ def measure(rows: int, repeats: int) -> dict:
             url = urlsplit(re.search(r"http://\S+", process.stdout.readline()).group(0))
             host, port, base = url.hostname, url.port, url.path.rstrip("/")
             first_overview = timed(host, port, base + "/")
+            start = time.perf_counter()
+            while b'id="counting"' in fetch(host, port, base + "/"):
+                time.sleep(0.2)
+            counted = first_overview[1] + time.perf_counter() - start
             pages = {
                 "overview (cached)": base + "/",
                 "rows: rejected, page 1": base + "/rows?outcome=rejected",
@@ -96,6 +131,7 @@ def measure(rows: int, repeats: int) -> dict:
             result = {
                 "rows": rows,
                 "first overview": {"ttfb_s": first_overview[0], "total_s": first_overview[1]},
+                "first overview: figures there": {"total_s": round(counted, 4)},
             }
             for name, path in pages.items():
                 samples = [timed(host, port, path) for _ in range(repeats)]
@@ -104,6 +140,7 @@ def measure(rows: int, repeats: int) -> dict:
                     "ttfb_s": round(statistics.median(s[0] for s in samples), 4),
                     "total_s": round(statistics.median(s[1] for s in samples), 4),
                 }
+            result.update(after_a_change(run, host, port, base))
             result["peak_rss_mib"] = round(peak_rss_mib(process.pid), 1)
         finally:
             process.terminate()

@@ -83,6 +83,12 @@ class _Spend:
         else:
             self.cost_usd += cost
 
+    def merge(self, other: _Spend) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+        self.unpriced_rows += other.unpriced_rows
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -172,6 +178,29 @@ class StatsCollector:
             self.judges.setdefault(model, _Spend()).add(
                 spend.prompt_tokens, spend.completion_tokens, spend.cost_usd
             )
+
+    def merge(self, other: StatsCollector) -> None:
+        """Add what `other` (a collector over other rows, with the same stages) counted:
+        the viewer counts a run by chunks of rows and adds them up, so a change re-reads
+        only its chunk."""
+        for name, mine in vars(self).items():
+            theirs = getattr(other, name)
+            if name in ("stages", "_stage_of_prefix"):
+                continue
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            elif isinstance(mine, _Spend):
+                mine.merge(theirs)
+            elif isinstance(mine, dict):
+                for key, value in theirs.items():
+                    if isinstance(value, list):
+                        mine[key].extend(value)
+                    elif isinstance(value, _Spend):
+                        mine.setdefault(key, _Spend()).merge(value)
+                    else:
+                        mine[key] += value
+            else:
+                setattr(self, name, mine + theirs)
 
     def _stage_of(self, reason: str) -> str:
         return self._stage_of_prefix.get(reason.split(":", 1)[0], GENERATE)

@@ -89,6 +89,29 @@ _ROW_STATE = {
 OUTCOMES = ("pending", "verified", "rejected", "failed")
 
 
+def final_row(
+    generated: str,
+    validation: str | None,
+    checked: str | None,
+    dedup: str | None,
+    outcome: str,
+    current: str | None,
+) -> DualView:
+    """One row as it stands, from its columns and the run's current validation settings
+    (`RunStore.iter_final_rows`; the viewer reads rows by chunks with it)."""
+    fresh = checked is not None and validation == current
+    row = DualView.model_validate_json(checked if fresh else generated)
+    if fresh:
+        row.validation = validation
+        if dedup is not None:
+            row.stages.append("dedup")
+            if dedup:
+                row.reasons.append(dedup)
+    row.verified = outcome == "verified"
+    row.status = "kept" if outcome in ("pending", "verified") else outcome
+    return row
+
+
 def generated_outcome(status: str) -> str:
     """A freshly generated row: kept rows wait for validation; the others are final."""
     return {"kept": "pending", "rejected": "rejected"}.get(status, "failed")
@@ -341,18 +364,8 @@ class RunStore:
         cursor = self._db.execute(
             "SELECT record, validation, checked, dedup, outcome FROM rows ORDER BY ordinal, seed_id"
         )
-        for generated, validation, checked, dedup, outcome in cursor:
-            fresh = checked is not None and validation == current
-            row = DualView.model_validate_json(checked if fresh else generated)
-            if fresh:
-                row.validation = validation
-                if dedup is not None:
-                    row.stages.append("dedup")
-                    if dedup:
-                        row.reasons.append(dedup)
-            row.verified = outcome == "verified"
-            row.status = "kept" if outcome in ("pending", "verified") else outcome
-            yield row
+        for found in cursor:
+            yield final_row(*found, current)
 
     def progress(self) -> dict[str, int]:
         """Rows by outcome, with failed split by where they failed (generate or validate)."""

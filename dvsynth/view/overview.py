@@ -2,8 +2,8 @@
 funnel and the reasons equal `stats --json`), the instruction-length histograms, and the
 chart geometry the templates draw as SVG.
 
-A summary costs one pass over the rows, so it is kept until a source's database changes
-(`Catalog.version`) and computed off the event loop.
+Counting parses every row, so it is kept by chunks (`view.counts`) and runs off the
+event loop; until it is done the page shows the previous figures, said to be old.
 """
 
 from __future__ import annotations
@@ -29,20 +29,6 @@ class Stopped(Exception):
     """The server stops: a summary being computed is abandoned."""
 
 
-def summarize(sources: list[Source], stop: threading.Event | None = None) -> dict[str, Any]:
-    """Stats over all sources, and per source when there are several; `stop`, once set,
-    abandons the pass (Stopped), so Ctrl-C never waits for it."""
-    stop = stop or threading.Event()
-    total = _collect(sources, stop)
-    summary = {"all": total, "per_source": []}
-    if len(sources) > 1:
-        summary["per_source"] = [
-            {"source": s.index, "label": s.label, **_collect([s], stop)} for s in sources
-        ]
-    summary["audits"] = audits(sources)
-    return summary
-
-
 def audits(sources: list[Source]) -> list[dict[str, Any]]:
     """The audit report (`dvsynth audit --report`) of each run that has one."""
     from dvsynth.view.audit import report
@@ -64,7 +50,8 @@ def _has_audit(database: Path) -> bool:
         db.close()
 
 
-def _collect(sources: list[Source], stop: threading.Event) -> dict[str, Any]:
+def collect_once(sources: list[Source], stop: threading.Event) -> dict[str, Any]:
+    """The figures of `sources` in one pass (a pair in two runs counts once)."""
     runs = [s.path for s in sources if s.kind == "run"]
     collector = StatsCollector(recorded_stages(runs) if runs else None)
     streams = [iter_runs(runs)] if runs else []
@@ -75,6 +62,11 @@ def _collect(sources: list[Source], stop: threading.Event) -> dict[str, Any]:
                 stream.close()
                 raise Stopped
             collector.add(row)
+    return figures(collector, runs)
+
+
+def figures(collector: StatsCollector, runs: list[Path]) -> dict[str, Any]:
+    """What the page shows of a collector: `stats`, the funnel, the histograms."""
     stats = collector.result(runs)
     return {
         "stats": stats,
@@ -87,14 +79,19 @@ def _export_rows(database: Path) -> Iterator[DualView]:
     db = sqlite3.connect(attach_uri(database), uri=True)
     try:
         for record, outcome in db.execute("SELECT record, outcome FROM rows ORDER BY ordinal"):
-            data = json.loads(record)
-            for doc in (data["doc_a"], data["doc_b"]):
-                doc["text"] = doc["text"] or "-"  # a rejected row's text is not exported
-            row = DualView.model_validate(data)
-            row.verified = outcome == "verified"
-            yield row
+            yield export_row(record, outcome)
     finally:
         db.close()
+
+
+def export_row(record: str, outcome: str) -> DualView:
+    """A row of an export folder's database (`view.sources`) as a DualView."""
+    data = json.loads(record)
+    for doc in (data["doc_a"], data["doc_b"]):
+        doc["text"] = doc["text"] or "-"  # a rejected row's text is not exported
+    row = DualView.model_validate(data)
+    row.verified = outcome == "verified"
+    return row
 
 
 def funnel(stats: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,9 @@ written, as `runs.store` readers do), and one TEMP VIEW `v` unions them with eac
 it stands: the checked record where its validation ran under the run's current settings,
 else the generated one (the rule `RunStore.iter_final_rows` follows). A reload reads
 what a running `generate` or `validate` committed since.
+
+Pages read the viewer's own index of the rows (`view.rowindex`) where it holds the
+sources as they are now, and `v` itself while it is first built or catching up.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -20,7 +24,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from dvsynth.errors import UserError
-from dvsynth.runs.store import DATABASE, OUTCOMES, SETTINGS_KEY
+from dvsynth.runs.store import DATABASE, OUTCOMES
+from dvsynth.view import rowindex
+from dvsynth.view.rowindex import RowIndex, source_select
 
 PAGE_SIZE = 50
 MODES = ("reverse", "bootstrap")
@@ -122,6 +128,11 @@ _LISTED = (
 )
 
 
+_INDEXED = (
+    "SELECT src, seed_id, ordinal, outcome, mode, query, ia, ib, stage, reasons, dedup FROM x.r"
+)
+
+
 @dataclass
 class Listed:
     """One row of a Rows page."""
@@ -166,7 +177,9 @@ def attach_uri(path: Path) -> str:
 class Catalog:
     """Several sources' rows behind one read-only connection (`v`)."""
 
-    def __init__(self, databases: list[Path]) -> None:
+    def __init__(self, databases: list[Path], index: bool = False) -> None:
+        """`index`: keep the viewer's own index of the rows (`view.rowindex`) in a
+        temporary folder, for pages that stay fast on a large run."""
         if len(databases) > 9:
             raise UserError("view: give at most 9 run directories or export folders at once")
         self.databases = databases
@@ -174,42 +187,70 @@ class Catalog:
         self._db = sqlite3.connect(
             ":memory:", uri=True, isolation_level=None, check_same_thread=False
         )
-        selects = []
         for i, path in enumerate(databases):
             try:
                 self._db.execute(f"ATTACH DATABASE ? AS s{i}", (attach_uri(path),))
                 self._db.execute(f"SELECT 1 FROM s{i}.rows LIMIT 1").fetchall()
             except sqlite3.DatabaseError as exc:
                 raise UserError(f"{path}: not a readable dvsynth database ({exc})") from None
-            current = f"(SELECT value FROM s{i}.meta WHERE key = '{SETTINGS_KEY}')"
-            selects.append(
-                f"SELECT {i} AS src, r.seed_id, r.ordinal, r.outcome, "
-                f"CASE WHEN r.checked IS NOT NULL AND r.validation IS {current} "
-                "THEN r.checked ELSE r.record END AS rec, "
-                f"CASE WHEN r.checked IS NOT NULL AND r.validation IS {current} "
-                f"THEN r.dedup END AS dedup FROM s{i}.rows r"
-            )
+        selects = [
+            f"SELECT src, seed_id, ordinal, outcome, rec, dedup FROM ({source_select(i)})"
+            for i in range(len(databases))
+        ]
         self._db.execute("CREATE TEMP VIEW v AS " + " UNION ALL ".join(selects))
+        self.index: RowIndex | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        if index:
+            self._tmp = tempfile.TemporaryDirectory(prefix="dvsynth-view-index-")
+            path = Path(self._tmp.name) / "rows-index.sqlite"
+            self.index = RowIndex(databases, path, attach_uri)
+            self._db.execute("ATTACH DATABASE ? AS x", (str(self.index.path),))
+
+    def refresh_index(self) -> None:
+        """Bring the index up to the sources (in a worker thread: it reads the rows that
+        changed since its last refresh)."""
+        if self.index is not None:
+            self.index.refresh(self.version())
+
+    def indexed(self) -> bool:
+        """Whether pages can read the index: it holds the sources as they are now."""
+        return self.index is not None and self.index.version == self.version()
 
     def close(self) -> None:
         self._db.close()
+        if self.index is not None:
+            self.index.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def connection(self, src: int) -> tuple[sqlite3.Connection, str]:
         """The shared connection and the schema name of source `src`."""
         return self._db, f"s{src}"
 
-    def count(self, where: Filter) -> int:
+    def _over(self, where: Filter) -> tuple[str, str, dict[str, Any]]:
+        """(the table, the condition, its parameters): the index where it is current,
+        else the rows themselves (while the index is first built, or just after a
+        commit it has not caught up with)."""
+        if self.indexed():
+            sql, args = rowindex.where(where)
+            return "x.r r", sql, args
         sql, args = where.where()
-        return self._db.execute(f"SELECT COUNT(*) FROM v WHERE {sql}", args).fetchone()[0]
+        return "v", sql, args
+
+    def count(self, where: Filter) -> int:
+        table, sql, args = self._over(where)
+        return self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {sql}", args).fetchone()[0]
 
     def page(self, where: Filter, page: int, size: int = PAGE_SIZE) -> list[Listed]:
-        sql, args = where.where()
+        table, sql, args = self._over(where)
         keys = self._db.execute(  # the sort carries the keys only, not the texts
-            f"SELECT src, seed_id FROM v WHERE {sql} {ORDER} LIMIT :limit OFFSET :offset",
+            f"SELECT src, seed_id FROM {table} WHERE {sql} {ORDER} LIMIT :limit OFFSET :offset",
             {**args, "limit": size, "offset": max(0, page) * size},
         ).fetchall()
-        listed = f"SELECT {_LISTED} FROM v WHERE src = ? AND seed_id = ?"
-        found = (self._db.execute(listed, key).fetchone() for key in keys)
+        listed = _INDEXED if table != "v" else f"SELECT {_LISTED} FROM v"
+        found = (
+            self._db.execute(listed + " WHERE src = ? AND seed_id = ?", k).fetchone() for k in keys
+        )
         return [Listed.of(row) for row in found if row is not None]
 
     def record(self, src: int, seed_id: str) -> tuple[dict[str, Any], str, str | None] | None:
@@ -222,33 +263,38 @@ class Catalog:
         return json.loads(found[0]), found[1], found[2]
 
     def neighbours(self, where: Filter, src: int, seed_id: str) -> dict[str, Any]:
-        """The previous and next rows within `where`, and this row's place in it."""
-        sql, args = where.where()
+        """The previous and next rows within `where`, and this row's place in it (keyset
+        queries: on the index each is a walk of one B-tree from this row's key)."""
+        table, sql, args = self._over(where)
         key = self._db.execute(
-            "SELECT ordinal FROM v WHERE src = ? AND seed_id = ?", (src, seed_id)
+            f"SELECT ordinal FROM {table} WHERE src = ? AND seed_id = ?", (src, seed_id)
         ).fetchone()
         if key is None:
             return {"prev": None, "next": None, "position": None}
         args = {**args, "s": src, "o": key[0], "i": seed_id}
         prev = self._db.execute(
-            f"SELECT src, seed_id FROM v WHERE {sql} AND (src, ordinal, seed_id) < (:s, :o, :i) "
+            f"SELECT src, seed_id FROM {table} WHERE {sql} "
+            "AND (src, ordinal, seed_id) < (:s, :o, :i) "
             "ORDER BY src DESC, ordinal DESC, seed_id DESC LIMIT 1",
             args,
         ).fetchone()
         nxt = self._db.execute(
-            f"SELECT src, seed_id FROM v WHERE {sql} AND (src, ordinal, seed_id) > (:s, :o, :i) "
-            f"{ORDER} LIMIT 1",
+            f"SELECT src, seed_id FROM {table} WHERE {sql} "
+            f"AND (src, ordinal, seed_id) > (:s, :o, :i) {ORDER} LIMIT 1",
             args,
         ).fetchone()
         before = self._db.execute(
-            f"SELECT COUNT(*) FROM v WHERE {sql} AND (src, ordinal, seed_id) < (:s, :o, :i)",
+            f"SELECT COUNT(*) FROM {table} WHERE {sql} AND (src, ordinal, seed_id) < (:s, :o, :i)",
             args,
         ).fetchone()[0]
         return {"prev": prev, "next": nxt, "position": before + 1}
 
     def stages(self) -> list[str]:
-        """The stages rows reached, for the filter's choices (read again only when a
-        database changed: it reads every row)."""
+        """The stages rows reached, for the filter's choices (from the index, or read
+        again from the rows only when a database changed: that reads every row)."""
+        if self.indexed():
+            found = self._db.execute("SELECT DISTINCT stage FROM x.r ORDER BY 1")
+            return [s for (s,) in found if s]
         version = self.version()
         if self._stages is None or self._stages[0] != version:
             found = self._db.execute(f"SELECT DISTINCT {STAGE_SQL} FROM v ORDER BY 1")

@@ -23,6 +23,7 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader
 
 from dvsynth.view import overview
+from dvsynth.view.counts import Counts
 from dvsynth.view.pair import other_negatives, reasons, verdict_grid, word_diff
 from dvsynth.view.queries import PAGE_SIZE, Catalog, Filter
 from dvsynth.view.sources import Sources
@@ -106,9 +107,17 @@ def base_app(token: str) -> web.Application:
 def view_app(sources: Sources, token: str) -> web.Application:
     """Overview, Rows and One pair over `sources` (read-only)."""
     app = base_app(token)
-    catalog = Catalog([s.database for s in sources.items])
+    catalog = Catalog([s.database for s in sources.items], index=True)
     state = app[STATE]
-    state.update(sources=sources, catalog=catalog, summary=None, task=None, stop=threading.Event())
+    state.update(
+        sources=sources,
+        catalog=catalog,
+        counts=Counts(sources.items),
+        summary=None,
+        task=None,
+        indexing=None,
+        stop=threading.Event(),
+    )
     prefix = f"/{token}"
     app.router.add_get(prefix + "/", overview_page)
     app.router.add_get(prefix + "/rows", rows_page)
@@ -116,14 +125,16 @@ def view_app(sources: Sources, token: str) -> web.Application:
 
     async def warm(app: web.Application) -> None:
         """Start the overview's pass now: the first visit finds it done, or nearer."""
+        state["indexing"] = asyncio.get_running_loop().run_in_executor(None, catalog.refresh_index)
         state["task"] = asyncio.ensure_future(_compute(state, catalog.version()))
 
     async def closing(app: web.Application) -> None:
         state["stop"].set()  # an unfinished pass ends at its next row
-        task = state["task"]
-        if task is not None:
-            with contextlib.suppress(BaseException):
-                await task
+        for name in ("task", "indexing"):
+            if state[name] is not None:
+                with contextlib.suppress(BaseException):
+                    await state[name]
+        state["counts"].close()
         catalog.close()
 
     app.on_startup.append(warm)
@@ -131,9 +142,14 @@ def view_app(sources: Sources, token: str) -> web.Application:
     return app
 
 
-async def _summary(request: web.Request) -> tuple[dict[str, Any], str | None]:
+#: How long the first visit waits for the first count before it shows its progress.
+FIRST_WAIT_S = 0.5
+
+
+async def _summary(request: web.Request) -> tuple[dict[str, Any] | None, str | None]:
     """The overview's figures, and None; or, while they are recomputed after a change,
-    the previous ones and the time they were computed."""
+    the previous ones and the time they were computed; or (None, None) while the first
+    count is not done (a large run: the page says how far it got)."""
     state = request.app[STATE]
     version = state["catalog"].version()
     cached = state["summary"]
@@ -144,16 +160,35 @@ async def _summary(request: web.Request) -> tuple[dict[str, Any], str | None]:
         task = state["task"] = asyncio.ensure_future(_compute(state, version))
     if cached is not None:
         return cached[1], cached[2]
-    return await asyncio.shield(task), None
+    await asyncio.wait([task], timeout=FIRST_WAIT_S)
+    if not task.done():
+        return None, None
+    return task.result(), None
 
 
 async def _compute(state: dict[str, Any], version: tuple) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    data = await loop.run_in_executor(
-        None, overview.summarize, state["sources"].items, state["stop"]
-    )
+    data = await loop.run_in_executor(None, state["counts"].summarize, state["stop"])
     state["summary"] = (version, data, time.strftime("%H:%M:%S"))
     return data
+
+
+#: How long a page waits for the index to catch up with a commit before it reads the
+#: rows themselves instead (a refresh reads the changed chunks only, after one scan).
+CATCH_UP_S = 1.0
+
+
+async def _catalog(request: web.Request) -> Catalog:
+    """The catalog, its index brought up to date if that is quick."""
+    state = request.app[STATE]
+    catalog: Catalog = state["catalog"]
+    if not catalog.indexed():
+        task = state["indexing"]
+        if task is None or task.done():
+            task = asyncio.get_running_loop().run_in_executor(None, catalog.refresh_index)
+            state["indexing"] = task
+        await asyncio.wait([task], timeout=CATCH_UP_S)
+    return catalog
 
 
 def _sources(request: web.Request):
@@ -162,6 +197,16 @@ def _sources(request: web.Request):
 
 async def overview_page(request: web.Request) -> web.Response:
     summary, stale = await _summary(request)
+    if summary is None:
+        done, total = request.app[STATE]["counts"].progress
+        return render(
+            request,
+            "counting.html",
+            page="overview",
+            sources=_sources(request),
+            done=done,
+            total=total,
+        )
     return render(
         request,
         "overview.html",
@@ -186,7 +231,7 @@ async def rows_page(request: web.Request) -> web.Response:
     if not raw.isdigit() or not 1 <= int(raw) <= 10**9:
         raise web.HTTPBadRequest(text=f"bad page: '{raw[:20]}' is not a whole number from 1\n")
     page = int(raw)
-    catalog: Catalog = request.app[STATE]["catalog"]
+    catalog = await _catalog(request)
     total = catalog.count(where)
     pages = max(1, -(-total // PAGE_SIZE))
     return render(
@@ -209,7 +254,7 @@ async def pair_page(request: web.Request) -> web.Response:
     src, seed_id = request.query.get("src", ""), request.query.get("id", "")
     if not src.isdigit() or int(src) >= len(_sources(request)):
         raise web.HTTPBadRequest(text="bad pair: src must name one of the sources\n")
-    catalog: Catalog = request.app[STATE]["catalog"]
+    catalog = await _catalog(request)
     found = catalog.record(int(src), seed_id)
     if found is None:
         raise web.HTTPNotFound(text="no such pair in this source\n")
