@@ -45,7 +45,7 @@ class TrainConfig:
     seed: int = 0
     trust_remote_code: bool = False
     bf16: bool = False  # mixed precision on a GPU that supports it
-    rows: int | None = None  # the budget; None: the arm's own row count
+    budget: int | None = None  # rows in all (--rows); None: the arm's own row count
     mix: Mix | None = None  # general triples at a share of the budget
 
 
@@ -88,7 +88,7 @@ def train(pairs: Sequence[TrainPair], config: TrainConfig, out: Path, quiet: boo
             raise UserError("--bf16: needs a CUDA GPU; leave it out on CPU")
     if config.batch_size < 2:
         raise UserError("--batch-size: at least 2 (a batch holds both views of a pair)")
-    groups, counts = budget_groups(pairs, config.arm, config.seed, config.rows, config.mix)
+    groups, counts = budget_groups(pairs, config.arm, config.seed, config.budget, config.mix)
     columns, index_groups = rows_and_groups(groups)
     model = load_embedder(config.model, config.trust_remote_code)
     if config.max_seq_length:
@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         trust_remote_code=args.trust_remote_code,
         bf16=args.bf16,
-        rows=args.rows,
+        budget=args.rows,
         mix=mix,
     )
     try:
