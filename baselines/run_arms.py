@@ -26,9 +26,8 @@ if __package__ in (None, ""):
 
 from baselines import evaluate as evaluate_script  # noqa: E402
 from baselines.cli import Parser  # noqa: E402
-from baselines.mix import parse_mix  # noqa: E402
 from baselines.pairs import ARMS, load_pairs  # noqa: E402
-from baselines.train import TrainConfig, train  # noqa: E402
+from baselines.train import TrainConfig, add_options, config_from, train  # noqa: E402
 from dvsynth.errors import UserError  # noqa: E402
 
 RECORD = "dvsynth_train.json"
@@ -36,25 +35,8 @@ RECORD = "dvsynth_train.json"
 
 def parser() -> Parser:
     p = Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="export folder, Hub id, or gold JSONL")
-    p.add_argument("--split", default="train")
-    p.add_argument("--revision", help="Hub dataset version")
-    p.add_argument("--out", required=True, type=Path)
+    add_options(p)
     p.add_argument("--arms", nargs="+", choices=["base", *ARMS], default=["orig", "dv"])
-    p.add_argument("--model", help="model name or path (default: bundled MiniLM)")
-    p.add_argument("--rows", type=int, help="training rows per arm (default: the arm's)")
-    p.add_argument("--mix", metavar="FILE_OR_HUB_ID:SHARE", help="general triples' share")
-    p.add_argument("--mix-config")
-    p.add_argument("--mix-split", default="train")
-    p.add_argument("--max-pairs", type=int)
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--scale", type=float, default=50.0)
-    p.add_argument("--max-seq-length", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--bf16", action="store_true")
     return p
 
 
@@ -159,24 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     evaluate_script.parser().parse_args(["--out", str(args.out), *eval_argv])  # fail fast
     try:
-        mix = parse_mix(args.mix, args.mix_config, args.mix_split) if args.mix else None
+        config = config_from(args)
+        mix = config.mix
         trained_arms = [a for a in args.arms if a != "base"]
         pairs = load_pairs(args.data, args.split, args.revision)[: args.max_pairs]
         if trained_arms and not pairs:
             raise UserError(f"--data {args.data}: no training pairs")
-        config = TrainConfig(
-            model=args.model,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            scale=args.scale,
-            max_seq_length=args.max_seq_length,
-            seed=args.seed,
-            trust_remote_code=args.trust_remote_code,
-            bf16=args.bf16,
-            budget=args.rows,
-            mix=mix,
-        )
         rows: dict[str, dict] = {}
         for arm in dict.fromkeys(args.arms):
             started = time.monotonic()

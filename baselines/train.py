@@ -123,13 +123,12 @@ def train(pairs: Sequence[TrainPair], config: TrainConfig, out: Path, quiet: boo
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(description=__doc__.split("\n\n")[0])
+def add_options(parser: Parser) -> None:
+    """The data and training options, shared with run_arms.py."""
     parser.add_argument("--data", required=True, help="export folder, Hub id, or gold JSONL")
     parser.add_argument("--split", default="train", help="split of an export folder or Hub id")
     parser.add_argument("--revision", help="Hub dataset version, e.g. v1.0.0")
-    parser.add_argument("--arm", choices=ARMS, default="dv")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the trained model")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--model", help="model name or path (default: bundled MiniLM)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -146,15 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--trust-remote-code", action="store_true", help="for models with their own code"
     )
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        mix = parse_mix(args.mix, args.mix_config, args.mix_split) if args.mix else None
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    config = TrainConfig(
-        arm=args.arm,
+
+
+def config_from(args, arm: str = "dv") -> TrainConfig:
+    """The parsed options as a TrainConfig; a bad --mix is a UserError."""
+    mix = parse_mix(args.mix, args.mix_config, args.mix_split) if args.mix else None
+    return TrainConfig(
+        arm=arm,
         model=args.model,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -167,7 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget=args.rows,
         mix=mix,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    add_options(parser)
+    parser.add_argument("--arm", choices=ARMS, default="dv")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
     try:
+        config = config_from(args, args.arm)
         pairs = load_pairs(args.data, args.split, args.revision)[: args.max_pairs]
         out = train(pairs, config, args.out, quiet=args.quiet)
     except UserError as exc:
