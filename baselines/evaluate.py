@@ -119,7 +119,7 @@ def run_loaded(model, loaded: dict, out: Path, batch_size: int) -> dict:
 def parser() -> Parser:
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model name or path (default: bundled MiniLM)")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="folder for results.json, results.md, mteb/")
     p.add_argument(
         "--benchmark",
         action="append",
@@ -138,6 +138,12 @@ def parser() -> Parser:
     )
     p.add_argument("--data-dir", type=Path, help="local copies: DIR/<Hub dataset id> (offline)")
     p.add_argument("--followir-dir", type=Path, help="local FollowIR folder, scored here")
+    p.add_argument(
+        "--print-downloads",
+        type=Path,
+        metavar="DIR",
+        help="print the `hf download` lines that fill DIR for --data-dir, and exit",
+    )
     p.add_argument("--subsets", nargs="+", choices=list(SUBSETS), default=list(SUBSETS))
     p.add_argument("--no-followir", action="store_true", help="leave FollowIR out")
     p.add_argument("--gold", type=Path, help="gold JSONL (default: msmarco gold set)")
@@ -222,8 +228,40 @@ def write_report(report: dict, out: Path) -> None:
         tmp.replace(out / name)
 
 
+def downloads(args) -> list[str]:
+    """`hf download` lines for every dataset this command would read, into DIR/<id>."""
+    ids: dict[str, str | None] = {}
+    names = [
+        n
+        for tasks in mteb_tasks.benchmark_tasks(args.benchmark or ["followir"]).values()
+        for n in tasks
+    ]
+    for name in [*names, *args.mteb_task]:
+        dataset = mteb_tasks.get_task(name).metadata.dataset
+        ids[dataset["path"]] = dataset["revision"]
+    if args.general == "nano-beir":
+        ids[nanobeir.DATASET_ID] = None
+    folder = args.print_downloads
+    return [
+        f"hf download {i} --repo-type dataset"
+        + (f" --revision {rev}" if rev else "")
+        + f" --local-dir {folder / i}"
+        for i, rev in ids.items()
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.out is None and args.print_downloads is None:
+        p.error("the following arguments are required: --out")
+    if args.print_downloads is not None:
+        try:
+            print("\n".join(downloads(args)))
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         report = evaluate(args)
     except UserError as exc:

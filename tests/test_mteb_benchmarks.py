@@ -115,6 +115,23 @@ def test_each_benchmark_names_mteb_s_tasks_and_main_scores():
             assert mteb.get_task(name).metadata.main_score == main[bench]
 
 
+def test_print_downloads_names_every_copy_at_its_pin(capsys):
+    import mteb
+
+    code = evaluate_script.main(
+        ["--print-downloads", "copies", "--benchmark", "ifir", "--mteb-task", "SciFact"]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 7 + 1 + 1  # IFIR, SciFact, NanoBEIR
+    aila = mteb.get_task("IFIRAila").metadata.dataset
+    assert (
+        f"hf download if-ir/aila --repo-type dataset --revision {aila['revision']} "
+        "--local-dir copies/if-ir/aila"
+    ) in lines
+    assert lines[-1].startswith("hf download sentence-transformers/NanoBEIR-en")
+    assert "--revision" not in lines[-1]
+
+
 def test_every_ifir_task_scores_from_its_copy(tmp_path, no_network):
     copies = write_copies(tmp_path / "copies")
     report = run(tmp_path / "e", "--data-dir", str(copies), "--benchmark", "ifir",
