@@ -127,7 +127,8 @@ def markdown(table: dict) -> str:
             deltas = row.get("delta_to_orig", {})
             cells += [f"{deltas[k]:+.2f}" if k in deltas else "" for k in keys[:2]]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Scores x100. Each arm's details: eval/<arm>/results.md.", ""]
+    note = "Benchmark scores x100, gold accuracies as fractions; details: eval/<arm>/results.md."
+    lines += ["", note, ""]
     return "\n".join(lines)
 
 
