@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -130,3 +131,26 @@ def write_seeds(path: Path, count: int) -> Path:
             }
             f.write(json.dumps(row) + "\n")
     return path
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Offline as a machine without the Hub is: any connection attempt fails and is
+    recorded; the datasets cache is empty."""
+    import datasets
+    import huggingface_hub
+
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")
+    monkeypatch.setenv("MTEB_CACHE", str(tmp_path / "mteb-cache"))
+    return attempts

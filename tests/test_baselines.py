@@ -219,7 +219,16 @@ def test_evaluate_end_to_end_on_a_local_followir_folder(tmp_path, capsys):
     folder = write_followir(tmp_path / "followir")
     out = tmp_path / "eval"
     code = evaluate_script.main(
-        ["--followir-dir", str(folder), "--out", str(out), "--gold", str(BUNDLED_GOLD)]
+        [
+            "--followir-dir",
+            str(folder),
+            "--out",
+            str(out),
+            "--gold",
+            str(BUNDLED_GOLD),
+            "--general",
+            "none",
+        ]
     )
     assert code == 0
     report = json.loads((out / "results.json").read_text())
@@ -262,6 +271,8 @@ def test_evaluate_names_the_missing_file_in_one_line(tmp_path, capsys):
             "--subsets",
             "news21",
             "--no-gold",
+            "--general",
+            "none",
         ]
     )
     err = capsys.readouterr().err.strip()

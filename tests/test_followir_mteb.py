@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import socket
 import sys
 from types import SimpleNamespace
 
@@ -20,29 +19,6 @@ from baselines.followir import read_subset
 from dvsynth.errors import UserError
 from dvsynth.evaluate.gold import BUNDLED_GOLD
 from tests.followir_fixture import SUBSET_NAMES, write_followir
-
-
-@pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    """Offline as a machine without the Hub is: any connection attempt fails and is
-    recorded; the datasets cache is empty."""
-    import datasets
-    import huggingface_hub
-
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network is off in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")
-    monkeypatch.setenv("MTEB_CACHE", str(tmp_path / "mteb-cache"))
-    return attempts
 
 
 @pytest.fixture
@@ -211,7 +187,9 @@ def test_an_unreachable_hub_skips_each_task_and_exits_cleanly(tmp_path, no_netwo
     for name, task_name in mteb_followir.TASKS.items():
         assert f"mteb/{task_name}@" in report["followir"][name]["skipped"]
         (line,) = [x for x in err.splitlines() if x.startswith(f"FollowIR {name} skipped")]
-        assert task_name in line and line.endswith("pass --followir-dir")
+        assert task_name in line and line.endswith("pass --data-dir or --followir-dir")
+    (line,) = [x for x in err.splitlines() if x.startswith("NanoBEIR skipped")]
+    assert "sentence-transformers/NanoBEIR-en" in line and "summary" in report
     assert "average" not in report["followir"] and report["gold"]["summary"]["pairs"] == 3
     code = evaluate_script.main(["--out", str(out), "--no-gold", "--subsets", "core17"])
     assert code == 2  # nothing left to evaluate
@@ -219,7 +197,7 @@ def test_an_unreachable_hub_skips_each_task_and_exits_cleanly(tmp_path, no_netwo
 
 def test_without_mteb_installed_each_task_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mteb", None)  # import mteb -> ImportError
-    code = evaluate_script.main(["--out", str(tmp_path / "e"), "--no-gold"])
+    code = evaluate_script.main(["--out", str(tmp_path / "e"), "--no-gold", "--general", "none"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: nothing to evaluate")
     assert len(err) == 4 and all("pip install mteb==" in line for line in err[:3])
