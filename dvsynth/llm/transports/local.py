@@ -80,12 +80,12 @@ class ContextWindowExceededError(Exception):
 class _TorchScorer:
     """One sequence through the model, fed incrementally over its KV cache."""
 
-    def __init__(self, model: Any, cache_argument: str) -> None:
+    def __init__(self, model: Any, arguments: dict[str, Any]) -> None:
         from transformers import DynamicCache
 
         self.model = model
         self.cache = DynamicCache()
-        self.cache_argument = cache_argument
+        self.arguments = arguments
 
     def feed(self, token_ids: list[int]):
         import torch
@@ -94,7 +94,10 @@ class _TorchScorer:
             out = self.model(
                 input_ids=torch.tensor([token_ids]),
                 use_cache=True,
-                **{self.cache_argument: self.cache},
+                **{
+                    name: self.cache if value is None else value
+                    for name, value in self.arguments.items()
+                },
             )
         self.cache = out.past_key_values
         return out.logits[0, -1].float().numpy()
@@ -144,7 +147,14 @@ class _LoadedModel:
             folder, gguf_file=name, dtype=_fast_dtype()
         ).eval()
         forward = inspect.signature(self.model.forward).parameters
-        self.cache_argument = "cache" if "cache" in forward else "past_key_values"
+        # The KV cache's argument (renamed in transformers 5), and logits for the last
+        # position only: for all of a 900-token prompt they are 44M numbers, most of
+        # the prefill's time.
+        self.forward_arguments: dict[str, Any] = {
+            "cache" if "cache" in forward else "past_key_values": None
+        }
+        if "logits_to_keep" in forward:
+            self.forward_arguments["logits_to_keep"] = 1
         tok = self.tokenizer
         size = len(tok)
         pieces = tok.batch_decode([[i] for i in range(size)])
@@ -169,7 +179,7 @@ class _LoadedModel:
         budget = int(params.get("max_tokens") or CONTEXT_TOKENS)
         budget = max(1, min(budget, CONTEXT_TOKENS - len(prompt)))
         decoder = ConstrainedDecoder(
-            _TorchScorer(self.model, self.cache_argument),
+            _TorchScorer(self.model, self.forward_arguments),
             self.vocabulary,
             max_tokens=budget,
             temperature=float(params.get("temperature") or 0.0),
