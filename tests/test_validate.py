@@ -154,7 +154,10 @@ def test_generate_with_validate_does_both(run_cli, fake_server, tmp_path):
     "args, message",
     [
         (["validate", "nowhere"], "nowhere: not a dvsynth run directory"),
-        (["validate", "{run}", "--judge-threshold", "1.5"], "--judge-threshold: input should be less than 1 (got 1.5)"),
+        (
+            ["validate", "{run}", "--judge-threshold", "1.5"],
+            "--judge-threshold: input should be less than 1 (got 1.5)",
+        ),
         (["validate", "{run}", "--validator", "nocolon"], "--validator: 'nocolon'"),
         (["validate", "{run}", "--judge-model", "nonsense-provider/x"], "no known provider"),
         (["stats", "nowhere"], "nowhere: not a dvsynth run directory"),
