@@ -322,9 +322,24 @@ class ValidateConfig(CallSettings, EngineSettings):
             ]
             if self.escalate_margin != 0.2:
                 given.append("escalate_margin")
+            if self.target_precision != 0.95:
+                given.append("target_precision")
             if given:
                 raise ValueError(f"{given[0]} needs escalate_to (the strong judge)")
             return self
+        if not self.judge:
+            raise ValueError("escalate_to needs the judge; leave out --no-judge")
+        if self.escalate_to == (self.judge_model or "") and (
+            self.escalate_api_base == self.judge_api_base
+        ):
+            raise ValueError("escalate_to is the judge itself; name a stronger judge_model")
+        if self.escalate_margin != "auto" and (
+            self.escalate_gold is not None or self.target_precision != 0.95
+        ):
+            raise ValueError(
+                "escalate_gold and target_precision pick escalate_margin auto; with a margin "
+                "of your own, leave them out"
+            )
         if not self.judge_logprobs:
             raise ValueError(
                 "escalate_to needs judge_logprobs: without P(yes) every judgment would "

@@ -765,3 +765,28 @@ def test_gold_answers_bought_to_pick_the_margin_survive_a_kill(tmp_path):
         asked = Counter(server.prompts)
     again = sum(1 for key in asked_before if asked[key] > asked_before[key])
     assert again <= 2 * 2, again  # at most the calls in flight at the kill repeat
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--target-precision", "0.5"], "--target-precision needs --escalate-to"),
+        (["--gold", "bundled"], "--gold needs --escalate-to"),
+        (
+            ["--escalate-to", STRONG, "--escalate-margin", "0.2", "--gold", "bundled"],
+            "leave them out",
+        ),
+        (["--escalate-to", STRONG, "--target-precision", "0.9"], "leave them out"),
+        (["--escalate-to", STRONG, "--no-judge"], "leave out --no-judge"),
+        (["--escalate-to", CHEAP], "the judge itself"),
+    ],
+)
+def test_escalation_options_that_cannot_apply_are_refused_not_ignored(tmp_path, extra, message):
+    """Found by the hostile pass: each was accepted and silently did nothing."""
+    args = ["validate", str(tmp_path), "--judge-model", CHEAP, *extra]
+    done = subprocess.run(
+        [sys.executable, "-m", "dvsynth.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error:") and message in line, line

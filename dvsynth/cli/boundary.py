@@ -24,6 +24,7 @@ INTERRUPT_EXIT = 130
 #: Config fields whose CLI option is not `--` + the field name with dashes.
 _OPTION_OF_FIELD = {
     "poll_s": "--poll-interval",
+    "escalate_gold": "--gold",
     "rule_options.length.min_words": "--min-words",
     "rule_options.length.max_words": "--max-words",
     "rule_options.length": "--min-words / --max-words",
@@ -150,7 +151,9 @@ def settings_message(exc: Any) -> str:
     if not first["loc"]:  # a check across fields: its message names them
         message = first["msg"].removeprefix("Value error, ")
         return re.sub(
-            r"(?<![.\w])[a-z]+(?:_[a-z]+)+\b", lambda m: "--" + m[0].replace("_", "-"), message
+            r"(?<![.\w])[a-z]+(?:_[a-z]+)+\b",
+            lambda m: _OPTION_OF_FIELD.get(m[0]) or "--" + m[0].replace("_", "-"),
+            message,
         )
     loc = ".".join(str(p) for p in first["loc"])
     option = _OPTION_OF_FIELD.get(loc) or "--" + str(first["loc"][-1] if first["loc"] else "?")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from shlex import quote
 from typing import Annotated
 
 import typer
@@ -124,7 +125,7 @@ def audit_command(
         counts = audit_sheet.import_sheet(run, import_, reviewers[0])
         typer.echo(
             f"imported {counts['answered']} answers of {reviewers[0]} from {import_} "
-            f"({counts['blank']} items left blank); see `dvsynth audit {run} --report`"
+            f"({counts['blank']} items left blank); see `dvsynth audit {quote(str(run))} --report`"
         )
         return
     from dvsynth.view.serving import check_host
@@ -137,7 +138,8 @@ def audit_command(
             written = audit_sheet.write_sheet(store, sheet)
             typer.echo(
                 f"wrote {written} blind items to {sheet}; fill doc_1_meets, doc_2_meets "
-                f"(yes, no or unsure) and note, then `dvsynth audit {run} --import {sheet} "
+                f"(yes, no or unsure) and note, then `dvsynth audit {quote(str(run))} "
+                f"--import {quote(str(sheet))} "
                 "--reviewer NAME`"
             )
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+import shlex
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,7 +245,8 @@ def report(run: Path) -> dict[str, Any]:
     finally:
         store.close()
     if data is None:
-        raise UserError(f"{run}: has no audit; start one with `dvsynth audit {run} --sample N`")
+        start = f"dvsynth audit {shlex.quote(str(run))} --sample N"
+        raise UserError(f"{run}: has no audit; start one with `{start}`")
     return figures(data, str(run))
 
 
